@@ -1,0 +1,39 @@
+"""fastmlp: multilayer perceptrons on MNIST-style data with hand-written backprop,
+on the CPU (NumPy + Numba) or an NVIDIA GPU (CuPy + Numba CUDA), one code path.
+
+    >>> import fastmlp
+    >>> ds = fastmlp.load_mnist()
+    >>> model = fastmlp.MLP((784, 128, 64, 10), device="cpu")
+    >>> fastmlp.Trainer(model, lr=0.05).fit(ds.x_train, ds.y_train, epochs=5, X_test=ds.x_test, y_test=ds.y_test)
+    >>> model.predict(ds.x_test)
+"""
+
+from .backend import Backend, get_backend
+from .data import Dataset, load_dataset, load_fashion_mnist, load_mnist
+from .errors import ConfigError, DataError, DeviceError, DivergenceError, FastMLPError
+from .gradcheck import gradcheck
+from .io import load, save
+from .model import MLP
+from .trainer import Trainer, evaluate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "DeviceError",
+    "DivergenceError",
+    "FastMLPError",
+    "MLP",
+    "Trainer",
+    "evaluate",
+    "get_backend",
+    "gradcheck",
+    "load",
+    "load_dataset",
+    "load_fashion_mnist",
+    "load_mnist",
+    "save",
+]

@@ -1,0 +1,233 @@
+"""The multilayer perceptron: parameters, forward, hand-written backward.
+
+Parameters live in one flat buffer (all weights first, then all biases), and
+``model.layers`` is a list of :class:`Layer` views into it. Gradients use the
+same layout, so an optimiser updates every layer with a few whole-buffer
+operations, and weight decay touches ``params[:n_weights]`` only.
+
+Shapes, for sizes (d0, d1, ..., dL) and a batch of n rows:
+    layers[l].W  (d_l, d_{l+1})      layers[l].b  (d_{l+1},)
+    x            (n, d0)             logits       (n, dL)
+Hidden layers apply the activation; the last layer's output is the logits,
+which the fused softmax-cross-entropy kernel turns into dlogits in place.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .activations import get_activation
+from .backend import get_backend
+from .errors import ConfigError
+
+INITS = ("he", "xavier", "normal")
+
+
+class Layer(NamedTuple):
+    W: object  # (n_in, n_out)
+    b: object  # (n_out,)
+
+
+class Workspace:
+    """Buffers for one batch size, allocated once and reused every step.
+
+    acts[l]   (B, d_l) for l = 1..L: the output of layer l (acts[L] holds the
+              logits, then dlogits after the loss kernel)
+    dacts[l]  (B, d_l) for l = 1..L-1: gradient w.r.t. layer l's output
+    row_loss  (B,) loss per row;  x, y: the gathered batch
+    """
+
+    def __init__(self, xp, sizes, batch_size, dtype):
+        self.batch_size = batch_size
+        self.x = xp.empty((batch_size, sizes[0]), dtype=dtype)
+        self.y = xp.empty(batch_size, dtype=np.int64)
+        self.acts = [None] + [xp.empty((batch_size, d), dtype=dtype) for d in sizes[1:]]
+        self.dacts = [None] + [xp.empty((batch_size, d), dtype=dtype) for d in sizes[1:-1]] + [None]
+        self.row_loss = xp.empty(batch_size, dtype=dtype)
+
+
+def check_sizes(sizes):
+    """A tuple of at least two positive ints, or a ConfigError saying what is wrong."""
+    try:
+        out = tuple(int(s) for s in sizes)
+    except (TypeError, ValueError):
+        raise ConfigError(f"sizes must be a list of integers like 784,128,64,10; got {sizes!r}") from None
+    if len(out) < 2 or any(s < 1 for s in out) or any(float(s) != float(o) for s, o in zip(sizes, out)):
+        raise ConfigError(f"sizes must be at least two positive integers like 784,128,64,10; got {sizes!r}")
+    return out
+
+
+def init_weights(rng, n_in, n_out, scheme, std, dtype):
+    """One weight matrix (n_in, n_out) drawn on the host."""
+    if scheme == "he":  # keeps the variance of ReLU activations across layers
+        w = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
+    elif scheme == "xavier":  # Glorot uniform, for sigmoid/tanh
+        limit = np.sqrt(6.0 / (n_in + n_out))
+        w = rng.uniform(-limit, limit, (n_in, n_out))
+    elif scheme == "normal":
+        w = rng.standard_normal((n_in, n_out)) * std
+    else:
+        raise ConfigError(f"unknown init {scheme!r}: choose one of {', '.join(INITS)}")
+    return w.astype(dtype)
+
+
+class MLP:
+    """A fully connected net with sizes (d0, ..., dL) on one device.
+
+    >>> model = MLP((784, 128, 64, 10), activation="relu", device="cpu", seed=0)
+    >>> model.predict(x_test)   # labels, NumPy
+    """
+
+    def __init__(self, sizes, activation="relu", init=None, init_std=0.01, dtype="float32", device=None, seed=0):
+        self.backend = get_backend(device)
+        self.sizes = check_sizes(sizes)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.activation = get_activation(activation, self.backend)
+        self.init = (init or self.activation.default_init).lower()
+        if self.init not in INITS:
+            raise ConfigError(f"unknown init {init!r}: choose one of {', '.join(INITS)}")
+        if not init_std > 0:
+            raise ConfigError(f"init_std must be positive, got {init_std!r}")
+        self.init_std = float(init_std)
+        self.params = self.backend.xp.zeros(self.n_params, dtype=self.dtype)
+        self.layers = self.views(self.params)
+        self._eval_ws = None
+        self.class_names = None  # set by the trainer or fastmlp.load, for labelled output
+        self.reset_parameters(seed)
+
+    @property
+    def xp(self):
+        return self.backend.xp
+
+    @property
+    def n_layers(self):
+        return len(self.sizes) - 1
+
+    @property
+    def n_weights(self):
+        return sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+    @property
+    def n_params(self):
+        return self.n_weights + sum(self.sizes[1:])
+
+    def views(self, flat):
+        """Split a flat buffer of n_params into a list of Layer(W, b) views."""
+        layers, w_at, b_at = [], 0, self.n_weights
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
+            W = flat[w_at : w_at + n_in * n_out].reshape(n_in, n_out)
+            b = flat[b_at : b_at + n_out]
+            layers.append(Layer(W, b))
+            w_at += n_in * n_out
+            b_at += n_out
+        return layers
+
+    def reset_parameters(self, seed=0):
+        """He / Xavier / normal(std) weights and zero biases, drawn on the host with
+        ``numpy.random.default_rng(seed)`` so every device starts from the same values."""
+        rng = np.random.default_rng(seed)
+        host = np.zeros(self.n_params, dtype=self.dtype)
+        for layer in self.views(host):
+            layer.W[...] = init_weights(rng, *layer.W.shape, self.init, self.init_std, self.dtype)
+        self.set_flat_params(host)
+
+    def set_flat_params(self, host_flat):
+        self.params[...] = self.backend.asarray(host_flat, dtype=self.dtype)
+
+    def get_layers(self):
+        """The parameters as a list of (W, b) NumPy arrays (copies)."""
+        return [(self.backend.to_host(l.W), self.backend.to_host(l.b)) for l in self.layers]
+
+    def workspace(self, batch_size):
+        return Workspace(self.xp, self.sizes, batch_size, self.dtype)
+
+    def forward(self, x, ws):
+        """Logits (n, dL) for x (n, d0) with n <= ws.batch_size; keeps each layer's
+        output in ``ws.acts`` for the backward pass."""
+        xp, n, last = self.xp, x.shape[0], self.n_layers - 1
+        a = x
+        for l, layer in enumerate(self.layers):
+            z = ws.acts[l + 1][:n]
+            xp.matmul(a, layer.W, out=z)
+            z += layer.b
+            if l < last:
+                self.activation.forward(z)
+            a = z
+        return a
+
+    def backward(self, x, ws, grads):
+        """Fill ``grads`` (a list of Layer views, like ``self.layers``) with the gradient
+        of the mean loss. Expects ``ws.acts[L][:n]`` to hold dlogits (the loss kernel
+        writes it there); overwrites ``ws.dacts``."""
+        xp, n = self.xp, x.shape[0]
+        delta = ws.acts[self.n_layers][:n]
+        for l in range(self.n_layers - 1, -1, -1):
+            a_in = x if l == 0 else ws.acts[l][:n]
+            xp.matmul(a_in.T, delta, out=grads[l].W)
+            xp.sum(delta, axis=0, out=grads[l].b)
+            if l > 0:
+                d_in = ws.dacts[l][:n]
+                xp.matmul(delta, self.layers[l].W.T, out=d_in)
+                self.activation.backward(a_in, d_in)
+                delta = d_in
+
+    def loss_and_grad(self, x, y, ws, grads):
+        """Cross-entropy of each row (a device view (n,), left there so no sync is
+        forced) and the gradient of their mean into ``grads``.
+
+        x (n, d0) and y (n,) integer labels, both on this device."""
+        n = x.shape[0]
+        logits = self.forward(x, ws)
+        row_loss = ws.row_loss[:n]
+        self.backend.kernels.softmax_xent(logits, y, row_loss)
+        self.backward(x, ws, grads)
+        return row_loss
+
+    def logits(self, X, batch_size=8192):
+        """Logits for all rows of X (host or device array), in chunks, as a device array."""
+        xp = self.xp
+        X = self.backend.asarray(X, dtype=self.dtype)
+        self._check_features(X)
+        n = X.shape[0]
+        bs = max(1, min(batch_size, n))
+        if self._eval_ws is None or self._eval_ws.batch_size < bs:
+            self._eval_ws = self.workspace(bs)
+        out = xp.empty((n, self.sizes[-1]), dtype=self.dtype)
+        for start in range(0, n, bs):
+            out[start : start + bs] = self.forward(X[start : start + bs], self._eval_ws)
+        return out
+
+    def predict_proba(self, X, batch_size=8192):
+        """Class probabilities (n, dL) as a NumPy array."""
+        z = self.logits(X, batch_size)
+        z -= z.max(axis=1, keepdims=True)
+        p = self.xp.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        return self.backend.to_host(p)
+
+    def predict(self, X, batch_size=8192):
+        """Predicted class index (n,) as a NumPy int64 array."""
+        return self.backend.to_host(self.logits(X, batch_size).argmax(axis=1)).astype(np.int64)
+
+    def _check_features(self, X):
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ConfigError(
+                f"input has shape {tuple(X.shape)} but the model expects (n, {self.sizes[0]}); "
+                "flatten images to rows of the model's first size"
+            )
+
+    def to(self, device):
+        """A copy of this model on another device."""
+        other = MLP(self.sizes, self.activation.name, self.init, self.init_std, self.dtype, device)
+        other.set_flat_params(self.backend.to_host(self.params))
+        return other
+
+    def __repr__(self):
+        return (
+            f"MLP(sizes={self.sizes}, activation={self.activation.name!r}, init={self.init!r}, "
+            f"dtype={self.dtype.name}, device={self.backend.name!r})"
+        )

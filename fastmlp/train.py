@@ -1,0 +1,235 @@
+"""``python -m fastmlp.train``: train an MLP on MNIST-style data and write the results.
+
+Exit status: 0 on success, 2 for usage errors (argparse's convention), 1 for
+any other expected error (one line on stderr; ``--debug`` shows the traceback),
+130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, FastMLPError
+
+DEFAULTS = dict(
+    hidden=(128, 64),
+    activation="relu",
+    optimizer="momentum",
+    lr=0.05,
+    momentum=0.9,
+    batch_size=128,
+    epochs=15,
+    schedule="cosine",
+    weight_decay=0.0,
+    seed=0,
+)
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0 or (kind is float and not np.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _non_negative(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _fraction(text):
+    value = _non_negative(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _sizes(text):
+    try:
+        sizes = tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 784,128,64,10, got {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"need at least two positive sizes like 784,128,64,10, got {text!r}")
+    return sizes
+
+
+def build_parser():
+    d = DEFAULTS
+    p = argparse.ArgumentParser(
+        prog="python -m fastmlp.train",
+        description="Train a multilayer perceptron on MNIST-style data on the CPU or a CUDA GPU.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"], help="which dataset")
+    g.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the four IDX files (.gz or raw) or a Kaggle train.csv; "
+        "default: $FASTMLP_DATA_DIR, then the cache (downloading into it)",
+    )
+    g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+    g.add_argument("--val-split", type=_fraction, default=0.0, help="fraction of the training set held out for validation")
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=None,
+        help="layer sizes including input and output, e.g. 784,128,64,10 "
+        f"(default: features,{','.join(map(str, d['hidden']))},classes)",
+    )
+    g.add_argument("--activation", default=d["activation"], choices=["relu", "sigmoid", "tanh"])
+    g.add_argument("--init", default=None, choices=["he", "xavier", "normal"], help="default: he for relu, xavier otherwise")
+    g.add_argument("--init-std", type=_positive(float), default=0.01, help="std of --init normal")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", default=d["optimizer"], choices=["sgd", "momentum", "nesterov", "adam"])
+    g.add_argument("--lr", type=_positive(float), default=d["lr"], help="(peak) learning rate")
+    g.add_argument("--momentum", type=_fraction, default=d["momentum"], help="for momentum / nesterov")
+    g.add_argument("--weight-decay", type=_non_negative, default=d["weight_decay"], help="L2 penalty on weights")
+    g.add_argument("--schedule", default=d["schedule"], choices=["constant", "step", "cosine"])
+    g.add_argument("--batch-size", type=_positive(int), default=d["batch_size"])
+    g.add_argument("--epochs", type=_positive(int), default=d["epochs"])
+    g.add_argument("--seed", type=int, default=d["seed"])
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $FASTMLP_DEVICE, else cpu)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<time>)")
+    g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    g.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    g.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    return p
+
+
+def split_validation(x, y, fraction, seed):
+    """Hold out ``fraction`` of the rows (a seeded shuffle) as a validation set."""
+    if not fraction:
+        return x, y, None, None
+    n_val = int(round(len(x) * fraction))
+    if not 0 < n_val < len(x):
+        raise ConfigError(f"--val-split {fraction} leaves {n_val} of {len(x)} rows for validation; choose a fraction that keeps both parts non-empty")
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def run(args, log=print):
+    """Train as ``args`` say; returns (model, history, out_dir)."""
+    from . import io, plots
+    from .backend import get_backend
+    from .data import load_dataset
+    from .model import MLP
+    from .trainer import Trainer
+
+    backend = get_backend(args.device)
+    t_load = time.perf_counter()
+    ds = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+    t_load = time.perf_counter() - t_load
+    sizes = args.sizes or (ds.n_features, *DEFAULTS["hidden"], ds.n_classes)
+    if sizes[0] != ds.n_features:
+        raise ConfigError(f"--sizes starts with {sizes[0]} but {args.dataset} rows have {ds.n_features} features; start --sizes with {ds.n_features}")
+    if sizes[-1] != ds.n_classes:
+        raise ConfigError(f"--sizes ends with {sizes[-1]} but {args.dataset} has {ds.n_classes} classes; end --sizes with {ds.n_classes}")
+    x_tr, y_tr, x_val, y_val = split_validation(ds.x_train, ds.y_train, args.val_split, args.seed)
+
+    out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    _check_writable(out)
+
+    model = MLP(sizes, args.activation, args.init, args.init_std, args.dtype, backend, seed=args.seed)
+    model.class_names = list(ds.class_names)
+    trainer = Trainer(
+        model,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        schedule=args.schedule,
+        seed=args.seed,
+        progress=not args.quiet,
+        log=log if not args.quiet else None,
+    )
+    log(f"device {backend.name}; data {ds.source} ({len(x_tr)} train, {len(ds.x_test)} test"
+        + (f", {len(x_val)} validation" if x_val is not None else "") + f", loaded in {t_load:.1f} s)")
+    log(f"model {'-'.join(map(str, sizes))} {args.activation} ({model.n_params:,} parameters, {model.dtype.name}); "
+        f"{args.optimizer} lr {args.lr:g} {args.schedule}, batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    t0 = time.perf_counter()
+    history = trainer.fit(x_tr, y_tr, args.epochs, X_test=ds.x_test, y_test=ds.y_test, X_val=x_val, y_val=y_val)
+    total = time.perf_counter() - t0
+
+    y_pred = model.predict(ds.x_test)
+    test_acc = float((y_pred == ds.y_test).mean())
+    io.save(model, out / "model.npz", class_names=ds.class_names)
+    metrics = {
+        "dataset": args.dataset,
+        "data_source": ds.source,
+        "device": backend.name,
+        "sizes": list(sizes),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("quiet", "debug", "no_plots")},
+        "test_accuracy": test_acc,
+        "train_seconds": total,
+        "epochs": [
+            {k: history[k][i] for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "epoch_time", "samples_per_s", "lr")}
+            for i in range(len(history["epoch"]))
+        ],
+        "iter_loss": history["iter_loss"],
+        "steps_per_epoch": history["steps_per_epoch"],
+    }
+    io.atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=1, default=str).encode()))
+    written = ["model.npz", "metrics.json"]
+    if not args.no_plots:
+        title = f"{args.dataset} {'-'.join(map(str, sizes))} {args.activation} on {backend.name}"
+        plots.plot_history(history, out / "history.png", title=title)
+        plots.plot_confusion(ds.y_test, y_pred, ds.class_names, out / "confusion.png", title=f"{args.dataset} test set")
+        plots.plot_samples(ds.x_test, ds.y_test, y_pred, ds.class_names, out / "samples.png", title=f"{args.dataset} test digits: true → predicted")
+        written += ["history.png", "confusion.png", "samples.png"]
+    log(f"test accuracy {100 * test_acc:.2f}% after {args.epochs} epochs in {total:.1f} s on {backend.name}")
+    log(f"wrote {', '.join(written)} to {out}")
+    return model, history, out
+
+
+def _check_writable(out):
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FastMLPError(f"cannot create output folder {out}: {exc.strerror or exc}; pass a writable --out") from None
+    if not out.is_dir():
+        raise FastMLPError(f"output path {out} exists and is not a folder; pass another --out")
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except FastMLPError as exc:
+        if args.debug:
+            raise
+        print(f"fastmlp: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fastmlp: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Fused softmax + cross-entropy: the loss and its gradient in one pass per row.
+
+Shapes
+    logits   (B, C) float32 or float64, C-contiguous rows; overwritten with dlogits
+    labels   (B,)   integer class index of each row, 0 <= t < C
+    row_loss (B,)   same float dtype as logits; receives each row's loss
+
+Math, for row i with label t (m is the row maximum, subtracted so exp never
+overflows):
+    log s_i      = log sum_j exp(z_ij - m_i)
+    loss_i       = -log softmax(z_i)_t = m_i + log s_i - z_it
+    dlogits_ij   = (softmax(z_i)_j - [j == t]) / B
+
+The gradient of the *mean* loss over the batch with respect to the logits is
+softmax minus one-hot, divided by the batch size: the softmax Jacobian and the
+derivative of -log p_t cancel to that simple difference, which is why the two
+are fused instead of back-propagating through a separate softmax.
+
+A label outside [0, C) cannot be scored: its row gets loss NaN (and a NaN
+gradient), so the trainer's divergence check reports it instead of the kernel
+reading out of bounds.
+
+Order: plain-NumPy reference, CPU kernel (Numba), CUDA kernel (Numba CUDA).
+"""
+
+import math
+
+import numba
+import numpy as np
+from numba import cuda
+
+
+def softmax_xent_reference(logits, labels):
+    """Plain NumPy, any float dtype: returns (row_loss (B,), dlogits (B, C)); inputs untouched."""
+    z = np.asarray(logits)
+    t = np.asarray(labels).astype(np.int64)
+    b, c = z.shape
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_s = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_p = shifted - log_s
+    row_loss = np.full(b, np.nan, dtype=z.dtype)
+    dlogits = np.full_like(z, np.nan)
+    ok = (t >= 0) & (t < c)
+    rows = np.nonzero(ok)[0]
+    row_loss[rows] = -log_p[rows, t[rows]]
+    grad = np.exp(log_p[rows])
+    grad[np.arange(rows.size), t[rows]] -= 1.0
+    dlogits[rows] = grad / b
+    return row_loss, dlogits
+
+
+# No fastmath: it lets LLVM assume there is no NaN/inf, and this kernel both
+# starts its max from -inf and must pass NaN through for the divergence check.
+@numba.njit(cache=True, nogil=True)
+def _softmax_xent_cpu(logits, labels, row_loss):
+    b, c = logits.shape
+    inv_b = 1.0 / b
+    for i in range(b):
+        t = labels[i]
+        if t < 0 or t >= c:
+            row_loss[i] = np.nan
+            for j in range(c):
+                logits[i, j] = np.nan
+            continue
+        z_t = logits[i, t]
+        m = -np.inf
+        for j in range(c):
+            if logits[i, j] > m:
+                m = logits[i, j]
+        s = 0.0
+        for j in range(c):
+            e = math.exp(logits[i, j] - m)
+            logits[i, j] = e
+            s += e
+        # (m - z_t) first: with logits near 1e4 adding log(s) to m would round it away.
+        row_loss[i] = (m - z_t) + math.log(s)
+        scale = inv_b / s
+        for j in range(c):
+            logits[i, j] *= scale
+        logits[i, t] -= inv_b
+
+
+@cuda.jit(cache=True)
+def _softmax_xent_cuda(logits, labels, row_loss):
+    # One thread per row: with MNIST's 10 classes a row is 10 loads, so a
+    # thread per row keeps every thread busy without any reduction.
+    i = cuda.grid(1)
+    b = logits.shape[0]
+    c = logits.shape[1]
+    if i >= b:
+        return
+    t = labels[i]
+    if t < 0 or t >= c:
+        row_loss[i] = math.nan
+        for j in range(c):
+            logits[i, j] = math.nan
+        return
+    m = -math.inf
+    for j in range(c):
+        m = max(m, logits[i, j])
+    s = 0.0
+    for j in range(c):
+        s += math.exp(logits[i, j] - m)
+    row_loss[i] = (m - logits[i, t]) + math.log(s)
+    inv_b = 1.0 / b
+    for j in range(c):
+        logits[i, j] = math.exp(logits[i, j] - m) / s * inv_b
+    logits[i, t] -= inv_b
+
+
+def softmax_xent_cpu(logits, labels, row_loss):
+    """In place on NumPy arrays: logits -> dlogits, row_loss <- per-row loss."""
+    _softmax_xent_cpu(logits, labels, row_loss)

@@ -1,0 +1,63 @@
+"""Inputs and comparisons shared by the CPU and CUDA kernel tests.
+
+Both devices' kernels are checked against the same plain-NumPy references in
+``fastmlp.kernels``; a mismatch reports the first few indices, not just "not close".
+"""
+
+import numpy as np
+
+DTYPES = (np.float32, np.float64)
+# atol, rtol per dtype: the references compute in the same dtype, so the
+# differences are a few ulps from a different order of operations.
+TOL = {np.float32: (2e-6, 2e-5), np.float64: (1e-13, 1e-12)}
+
+
+def assert_close(actual, expected, dtype, what):
+    """Fail with the first mismatching indices if |a - e| > atol + rtol |e| anywhere (NaN must match NaN)."""
+    atol, rtol = TOL[np.dtype(dtype).type]
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    both_nan = np.isnan(actual) & np.isnan(expected)
+    bad = ~both_nan & ~(np.abs(actual - expected) <= atol + rtol * np.abs(expected))
+    if bad.any():
+        idx = np.argwhere(bad)[:5]
+        lines = [f"  at {tuple(int(i) for i in ix)}: got {actual[tuple(ix)]!r}, expected {expected[tuple(ix)]!r}" for ix in idx]
+        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} entries differ\n" + "\n".join(lines))
+
+
+def logits_cases(rng, dtype, classes=10, small=False):
+    """(name, logits (B, C), labels (B,)) covering ordinary and extreme inputs.
+
+    ``small`` keeps the batches small enough for Numba's CUDA simulator, which runs
+    every GPU thread in Python (still more than one block, with a partial last one)."""
+    cases = []
+    for b in (1, 7, 129) if small else (1, 7, 128, 1001):
+        cases.append((f"randn b={b}", rng.standard_normal((b, classes)) * 3, rng.integers(0, classes, b)))
+    b = 33
+    big = rng.choice([-1e4, 1e4], size=(b, classes))
+    cases.append(("+-1e4", big, rng.integers(0, classes, b)))
+    cases.append(("all equal", np.full((b, classes), 5.0), rng.integers(0, classes, b)))
+    sharp = np.full((b, classes), -50.0)
+    labels = rng.integers(0, classes, b)
+    sharp[np.arange(b), labels] = 50.0
+    cases.append(("one-hot sharp, right", sharp, labels))
+    cases.append(("one-hot sharp, wrong", sharp, (labels + 1) % classes))
+    cases.append(("wide C=1000", rng.standard_normal((9, 1000)) * 10, rng.integers(0, 1000, 9)))
+    cases.append(("C=1", rng.standard_normal((5, 1)), np.zeros(5, dtype=np.int64)))
+    return [(name, z.astype(dtype), y.astype(np.int64)) for name, z, y in cases]
+
+
+def elementwise_cases(rng, dtype, activation, small=False):
+    """(name, out (B, N), dout (B, N)) with ``out`` a valid forward output of the activation."""
+    cases = []
+    for shape in ((1, 1), (7, 5), (9, 31)) if small else ((1, 1), (1, 13), (7, 5), (128, 64), (301, 129)):
+        z = rng.standard_normal(shape) * 3
+        if activation == "relu":
+            z[rng.random(shape) < 0.1] = 0.0  # exact zeros: relu' is 0 there
+            out = np.maximum(z, 0)
+        elif activation == "sigmoid":
+            out = 1 / (1 + np.exp(-z))
+        else:
+            out = np.tanh(z)
+        cases.append((f"{shape}", out.astype(dtype), rng.standard_normal(shape).astype(dtype)))
+    return cases

@@ -1,0 +1,30 @@
+"""Run the CUDA kernel tests under Numba's CUDA simulator, in a child process.
+
+NUMBA_ENABLE_CUDASIM must be set before Numba is imported, so it cannot be
+switched on inside this pytest process. The child's summary is echoed, and the
+test fails unless every simulator test ran and passed (none skipped).
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", reason="already inside the simulator run")
+def test_cuda_kernels_pass_under_the_simulator():
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    cmd = [sys.executable, "-m", "pytest", str(HERE / "test_kernels_cuda.py"), "-v", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=HERE.parent)
+    out = proc.stdout + proc.stderr
+    print(out)  # shown with -s / on failure: which simulator tests ran
+    summary = out.strip().splitlines()[-1]
+    passed = re.search(r"(\d+) passed", summary)
+    assert proc.returncode == 0, f"simulator run failed: {summary}"
+    assert passed and int(passed.group(1)) >= 9, f"too few simulator tests ran: {summary}"
+    assert "skipped" not in summary, f"simulator tests were skipped: {summary}"
