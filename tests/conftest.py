@@ -1,0 +1,47 @@
+"""Shared fixtures. Real data comes only through FASTMLP_DATA_DIR (CI sets it to
+the folder holding mnist/ and fashion-mnist/); tests that need it skip, saying
+so, when it is unset."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmlp.data import write_idx
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    root = os.environ.get("FASTMLP_DATA_DIR")
+    if not root:
+        pytest.skip("FASTMLP_DATA_DIR is not set: point it at the folder holding mnist/ (e.g. ../shared/data)")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def mnist(data_root):
+    from fastmlp import load_mnist
+
+    return load_mnist(data_dir=data_root, download=False)
+
+
+def make_idx_dataset(folder, n_train=240, n_test=60, seed=0, gz=True):
+    """A tiny learnable MNIST look-alike: each class is a bright bar at its own row band."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        y = np.arange(n) % 10
+        rng.shuffle(y)
+        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(y):
+            x[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 250
+        write_idx(folder / f"{split}-images-idx3-ubyte{ext}", x)
+        write_idx(folder / f"{split}-labels-idx1-ubyte{ext}", y.astype(np.uint8))
+    return folder
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    return make_idx_dataset(tmp_path / "tiny")

@@ -1,0 +1,110 @@
+"""The MLP's hand-written backward against central differences, and its parameters."""
+
+import numpy as np
+import pytest
+
+from fastmlp import MLP, ConfigError, gradcheck
+from fastmlp.gradcheck import numerical_gradient, relative_error
+
+
+def _model(sizes, activation, seed=3):
+    model = MLP(sizes, activation=activation, dtype="float64", seed=seed)
+    # non-zero biases, so the bias gradients are not trivially checked at 0
+    model.params[model.n_weights :] = np.random.default_rng(seed).standard_normal(model.n_params - model.n_weights) * 0.1
+    return model
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "identity"])
+@pytest.mark.parametrize("sizes", [(12, 5), (12, 9, 5), (12, 9, 7, 5)])
+def test_backward_matches_central_differences(activation, sizes):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, sizes[0]))
+    y = rng.integers(0, sizes[-1], 7)
+    result = gradcheck(_model(sizes, activation), x, y)
+    assert result["max"] < 1e-6, result
+
+
+def test_gradcheck_catches_a_wrong_backward(monkeypatch):
+    # The check must be able to fail: drop the ReLU derivative and it must notice.
+    model = _model((12, 9, 5), "relu")
+    broken = model.activation.__class__(model.activation.name, model.activation.forward, lambda out, dout: None, "he")
+    monkeypatch.setattr(model, "activation", broken)
+    rng = np.random.default_rng(1)
+    result = gradcheck(model, rng.standard_normal((7, 12)), rng.integers(0, 5, 7))
+    assert result["max"] > 1e-2
+
+
+def test_gradcheck_samples_large_layers_and_needs_float64():
+    rng = np.random.default_rng(2)
+    model = _model((784, 32, 10), "relu")
+    x, y = rng.random((4, 784)), rng.integers(0, 10, 4)
+    assert gradcheck(model, x, y, max_per_layer=40)["max"] < 1e-6
+    with pytest.raises(ConfigError, match="float64"):
+        gradcheck(MLP((4, 3)), x[:, :4], y % 3)
+
+
+def test_numerical_gradient_of_a_known_function():
+    x = np.array([1.0, -2.0, 3.0])
+    g = numerical_gradient(lambda: float((x**3).sum()), x)
+    assert relative_error(g, 3 * x**2) < 1e-8
+    assert np.array_equal(x, [1.0, -2.0, 3.0])  # restored
+
+
+def test_layers_are_views_of_the_flat_parameters():
+    model = MLP((6, 4, 3), seed=0)
+    assert model.params.size == 6 * 4 + 4 * 3 + 4 + 3
+    model.layers[1].W[0, 0] = 123.0
+    model.layers[0].b[2] = -7.0
+    assert 123.0 in model.params and -7.0 in model.params
+    # weights first, then biases: weight decay can act on params[:n_weights]
+    assert np.shares_memory(model.layers[1].b, model.params[model.n_weights :])
+
+
+def test_init_schemes_have_the_documented_scale():
+    he = MLP((1000, 500), init="he", seed=0).layers[0].W
+    assert abs(he.std() - np.sqrt(2 / 1000)) < 0.002
+    xav = MLP((1000, 500), init="xavier", seed=0).layers[0].W
+    limit = np.sqrt(6 / 1500)
+    assert xav.max() <= limit and xav.min() >= -limit and xav.max() > 0.95 * limit
+    normal = MLP((1000, 500), init="normal", init_std=0.01, seed=0).layers[0].W
+    assert abs(normal.std() - 0.01) < 0.0005
+    assert MLP((1000, 500), activation="sigmoid").init == "xavier"
+    assert np.all(MLP((10, 5)).layers[0].b == 0)
+
+
+def test_same_seed_same_parameters_different_seed_different():
+    a, b, c = MLP((20, 8, 3), seed=5), MLP((20, 8, 3), seed=5), MLP((20, 8, 3), seed=6)
+    assert np.array_equal(a.params, b.params) and not np.array_equal(a.params, c.params)
+
+
+def test_dtypes_and_predictions():
+    rng = np.random.default_rng(0)
+    x = rng.random((11, 6)).astype(np.float32)
+    m32, m64 = MLP((6, 5, 4)), MLP((6, 5, 4), dtype="float64")
+    assert m32.params.dtype == np.float32 and m64.params.dtype == np.float64
+    p = m32.predict_proba(x)
+    assert p.shape == (11, 4) and np.allclose(p.sum(axis=1), 1, atol=1e-6)
+    assert np.array_equal(m32.predict(x), p.argmax(axis=1))
+    # chunked evaluation gives the same logits as one pass
+    assert np.allclose(m32.logits(x, batch_size=3), m32.logits(x), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(sizes=(784,)), "at least two"),
+        (dict(sizes=(784, 0, 10)), "positive"),
+        (dict(sizes=("a", 10)), "integers"),
+        (dict(sizes=(4, 3), activation="swish"), "unknown activation"),
+        (dict(sizes=(4, 3), init="zeros"), "unknown init"),
+        (dict(sizes=(4, 3), dtype="float16"), "float32 or float64"),
+    ],
+)
+def test_bad_model_settings_are_clear_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        MLP(**kwargs)
+
+
+def test_wrong_feature_count_at_predict_is_a_clear_error():
+    with pytest.raises(ConfigError, match="expects"):
+        MLP((6, 3)).predict(np.zeros((2, 5), dtype=np.float32))
