@@ -41,11 +41,11 @@ class Workspace:
 
     def __init__(self, xp, sizes, batch_size, dtype):
         self.batch_size = batch_size
-        self.x = xp.empty((batch_size, sizes[0]), dtype=dtype)
-        self.y = xp.empty(batch_size, dtype=np.int64)
-        self.acts = [None] + [xp.empty((batch_size, d), dtype=dtype) for d in sizes[1:]]
-        self.dacts = [None] + [xp.empty((batch_size, d), dtype=dtype) for d in sizes[1:-1]] + [None]
-        self.row_loss = xp.empty(batch_size, dtype=dtype)
+        self.x = xp.zeros((batch_size, sizes[0]), dtype=dtype)
+        self.y = xp.zeros(batch_size, dtype=np.int64)
+        self.acts = [None] + [xp.zeros((batch_size, d), dtype=dtype) for d in sizes[1:]]
+        self.dacts = [None] + [xp.zeros((batch_size, d), dtype=dtype) for d in sizes[1:-1]] + [None]
+        self.row_loss = xp.zeros(batch_size, dtype=dtype)
 
 
 def check_sizes(sizes):

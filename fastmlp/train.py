@@ -25,9 +25,9 @@ DEFAULTS = dict(
     lr=0.05,
     momentum=0.9,
     batch_size=128,
-    epochs=15,
+    epochs=30,
     schedule="cosine",
-    weight_decay=0.0,
+    weight_decay=2e-4,
     seed=0,
 )
 
@@ -199,7 +199,7 @@ def run(args, log=print):
         title = f"{args.dataset} {'-'.join(map(str, sizes))} {args.activation} on {backend.name}"
         plots.plot_history(history, out / "history.png", title=title)
         plots.plot_confusion(ds.y_test, y_pred, ds.class_names, out / "confusion.png", title=f"{args.dataset} test set")
-        plots.plot_samples(ds.x_test, ds.y_test, y_pred, ds.class_names, out / "samples.png", title=f"{args.dataset} test digits: true → predicted")
+        plots.plot_samples(ds.x_test, ds.y_test, y_pred, ds.class_names, out / "samples.png", title=f"{args.dataset} test images: true → predicted")
         written += ["history.png", "confusion.png", "samples.png"]
     log(f"test accuracy {100 * test_acc:.2f}% after {args.epochs} epochs in {total:.1f} s on {backend.name}")
     log(f"wrote {', '.join(written)} to {out}")

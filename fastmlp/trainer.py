@@ -125,6 +125,7 @@ class Trainer:
         ws = m.workspace(B)
         step_loss = xp.zeros(steps, dtype=m.dtype)
         self.history["steps_per_epoch"] = steps
+        self._warm_up(ws)
 
         if permutations is not None and len(permutations) < epochs:
             raise ConfigError(f"{len(permutations)} permutations given for {epochs} epochs; give one per epoch")
@@ -162,6 +163,17 @@ class Trainer:
             self.epochs_done = epoch
             self._record(epoch, losses, rows, elapsed, n, lr_epoch, X, y, evals)
         return self.history
+
+    def _warm_up(self, ws):
+        """Compile the kernels (or load them from Numba's cache) before the first
+        timed epoch, on one row of zeros, so epoch times measure training only."""
+        t0 = time.perf_counter()
+        self.model.loss_and_grad(ws.x[:1], ws.y[:1], ws, self.grad_layers)
+        self.backend.synchronize()
+        seconds = time.perf_counter() - t0
+        self.history["compile_time"] = seconds
+        if seconds > 0.5:
+            self.log(f"compiled kernels in {seconds:.1f} s (cached for later runs)")
 
     def _bar(self, steps, epoch):
         if not self.progress:

@@ -45,3 +45,23 @@ def make_idx_dataset(folder, n_train=240, n_test=60, seed=0, gz=True):
 @pytest.fixture
 def tiny_dir(tmp_path):
     return make_idx_dataset(tmp_path / "tiny")
+
+
+def _cuda_available():
+    from numba import cuda
+
+    return cuda.is_available()
+
+
+# Without a GPU the CUDA kernel tests run only in test_cuda_simulator.py's child
+# process (under NUMBA_ENABLE_CUDASIM=1), where they are reported one by one;
+# collecting them here as well would only add skips.
+collect_ignore = [] if _cuda_available() else ["test_kernels_cuda.py"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show which CUDA kernel tests ran under the simulator child process."""
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "cuda_simulator":
+                terminalreporter.write_line(f"CUDA kernels under Numba's simulator: {value}")

@@ -17,13 +17,15 @@ HERE = Path(__file__).parent
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", reason="already inside the simulator run")
-def test_cuda_kernels_pass_under_the_simulator():
+def test_cuda_kernels_pass_under_the_simulator(record_property):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     cmd = [sys.executable, "-m", "pytest", str(HERE / "test_kernels_cuda.py"), "-v", "-p", "no:cacheprovider"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=HERE.parent)
     out = proc.stdout + proc.stderr
     print(out)  # shown with -s / on failure: which simulator tests ran
     summary = out.strip().splitlines()[-1]
+    ran = [line.split(" PASSED")[0] for line in out.splitlines() if " PASSED" in line]
+    record_property("cuda_simulator", f"{summary.strip('= ')}: " + ", ".join(r.split("::")[-1] for r in ran))
     passed = re.search(r"(\d+) passed", summary)
     assert proc.returncode == 0, f"simulator run failed: {summary}"
     assert passed and int(passed.group(1)) >= 9, f"too few simulator tests ran: {summary}"

@@ -1,0 +1,1 @@
+"""Benchmarks for fastmlp (run from the repository root: python -m benchmarks.epoch)."""

@@ -1,0 +1,113 @@
+"""``python -m fastmlp.train``: outputs, exit codes and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.train import main
+
+
+def _cli(*args, env=None):
+    """Run the CLI in a child process: (exit code, stdout, stderr)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastmlp.train", *args], capture_output=True, text=True, env=full_env, timeout=300
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_trains_and_writes_model_metrics_and_plots(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["--data-dir", str(tiny_dir), "--epochs", "3", "--batch-size", "32", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert sorted(os.listdir(out)) == ["confusion.png", "history.png", "metrics.json", "model.npz", "samples.png"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 3 and metrics["sizes"] == [784, 128, 64, 10]
+    assert metrics["test_accuracy"] > 0.9  # the tiny set is easy: one bright bar per class
+    for png in ("history.png", "confusion.png", "samples.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = fastmlp.load(out / "model.npz")
+    ds = fastmlp.load_mnist(data_dir=tiny_dir)
+    assert (model.predict(ds.x_test) == ds.y_test).mean() == pytest.approx(metrics["test_accuracy"])
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_no_plots_and_per_epoch_lines(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--data-dir", str(tiny_dir), "--epochs", "2", "--sizes", "784,16,10", "--val-split", "0.2"]
+    assert main([*args, "--no-plots", "--optimizer", "adam", "--lr", "0.01", "--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["metrics.json", "model.npz"]
+    text = capsys.readouterr().out
+    assert "epoch   2" in text and "val acc" in text and "samples/s" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-size", "0"], "--batch-size: must be > 0"),
+        (["--batch-size", "-5"], "--batch-size: must be > 0"),
+        (["--epochs", "0"], "--epochs: must be > 0"),
+        (["--lr", "0"], "--lr: must be > 0"),
+        (["--lr", "-0.1"], "--lr: must be > 0"),
+        (["--sizes", "784"], "at least two"),
+        (["--activation", "swish"], "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_2(args, message):
+    code, _, err = _cli(*args)
+    assert code == 2 and message in err
+
+
+def _assert_one_line_error(code, err, *needles):
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastmlp: error:"), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_missing_data_dir(tmp_path):
+    code, _, err = _cli("--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"))
+    _assert_one_line_error(code, err, "nowhere")
+
+
+def test_truncated_idx_file(tiny_dir, tmp_path):
+    f = tiny_dir / "train-images-idx3-ubyte.gz"
+    f.write_bytes(f.read_bytes()[:100])
+    code, _, err = _cli("--data-dir", str(tiny_dir), "--out", str(tmp_path / "o"))
+    _assert_one_line_error(code, err, "train-images-idx3-ubyte.gz")
+
+
+def test_wrong_device_env(tiny_dir, tmp_path):
+    code, _, err = _cli("--data-dir", str(tiny_dir), env={"FASTMLP_DEVICE": "quantum"})
+    _assert_one_line_error(code, err, "quantum", "FASTMLP_DEVICE")
+
+
+def test_sizes_must_match_the_data(tiny_dir, tmp_path):
+    code, _, err = _cli("--data-dir", str(tiny_dir), "--sizes", "100,32,10", "--out", str(tmp_path / "o"))
+    _assert_one_line_error(code, err, "784")
+    code, _, err = _cli("--data-dir", str(tiny_dir), "--sizes", "784,32,7", "--out", str(tmp_path / "o"))
+    _assert_one_line_error(code, err, "10 classes")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    code, _, err = _cli("--data-dir", str(tmp_path / "nowhere"), "--debug")
+    assert code == 1 and "Traceback" in err
+
+
+@pytest.mark.slow
+def test_real_mnist_one_epoch(data_root, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = _cli(
+        "--data-dir", str(data_root / "mnist"), "--epochs", "1", "--sizes", "784,64,10", "--out", str(out), "--no-plots"
+    )
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.93, stdout
+    assert np.isfinite(metrics["epochs"][0]["train_loss"])

@@ -1,0 +1,103 @@
+"""Optimiser updates against hand-written float64 loops, and the schedules."""
+
+import math
+
+import numpy as np
+import pytest
+
+from fastmlp import ConfigError
+from fastmlp.optim import SGD, Adam, make_schedule
+
+
+def _run(opt_cls, steps=5, n_decay=4, **kw):
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(6)
+    grads = [rng.standard_normal(6) for _ in range(steps)]
+    lrs = [0.1 / (1 + i) for i in range(steps)]
+    opt = opt_cls(np, p, n_decay, **kw)
+    start = p.copy()
+    for g, lr in zip(grads, lrs):
+        opt.step(g.copy(), lr)
+    return start, grads, lrs, p
+
+
+def _decayed(g, p, wd, n_decay):
+    g = g.copy()
+    g[:n_decay] += wd * p[:n_decay]
+    return g
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_plain_sgd(wd):
+    p0, grads, lrs, p = _run(SGD, weight_decay=wd)
+    q = p0.copy()
+    for g, lr in zip(grads, lrs):
+        q -= lr * _decayed(g, q, wd, 4)
+    np.testing.assert_allclose(p, q, rtol=1e-12)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_momentum_and_nesterov(nesterov, wd):
+    p0, grads, lrs, p = _run(SGD, momentum=0.9, nesterov=nesterov, weight_decay=wd)
+    q, v = p0.copy(), np.zeros(6)
+    for g, lr in zip(grads, lrs):
+        g = _decayed(g, q, wd, 4)
+        v = 0.9 * v - lr * g
+        q = q + (0.9 * v - lr * g if nesterov else v)
+    np.testing.assert_allclose(p, q, rtol=1e-12)
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_adam(wd):
+    p0, grads, lrs, p = _run(Adam, beta1=0.8, beta2=0.99, eps=1e-8, weight_decay=wd)
+    q, m, v = p0.copy(), np.zeros(6), np.zeros(6)
+    for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+        g = _decayed(g, q, wd, 4)
+        m = 0.8 * m + 0.2 * g
+        v = 0.99 * v + 0.01 * g * g
+        q = q - lr * (m / (1 - 0.8**t)) / (np.sqrt(v / (1 - 0.99**t)) + 1e-8)
+    np.testing.assert_allclose(p, q, rtol=1e-12)
+
+
+def test_weight_decay_leaves_biases_alone():
+    p = np.ones(6)
+    SGD(np, p, n_decay=4, weight_decay=0.5).step(np.zeros(6), lr=1.0)
+    np.testing.assert_allclose(p, [0.5, 0.5, 0.5, 0.5, 1, 1])
+
+
+@pytest.mark.parametrize("opt", [lambda p: SGD(np, p, 2, momentum=0.9), lambda p: Adam(np, p, 2)])
+def test_optimisers_minimise_a_quadratic(opt):
+    target = np.array([3.0, -1.0, 0.5, 2.0])
+    p = np.zeros(4)
+    o = opt(p)
+    for _ in range(500):
+        o.step(p - target, 0.05)
+    np.testing.assert_allclose(p, target, atol=1e-3)
+
+
+def test_schedules():
+    const = make_schedule("constant", 0.1, total_steps=100, steps_per_epoch=10)
+    assert const(0) == const(99) == 0.1
+    step = make_schedule("step", 0.1, total_steps=90, steps_per_epoch=10, step_epochs=3, gamma=0.5)
+    assert [step(s) for s in (0, 29, 30, 59, 60)] == [0.1, 0.1, 0.05, 0.05, 0.025]
+    cos = make_schedule("cosine", 0.1, total_steps=100, steps_per_epoch=10)
+    assert cos(0) == pytest.approx(0.1) and cos(50) == pytest.approx(0.05) and cos(100) == pytest.approx(0.0, abs=1e-12)
+    assert all(cos(s) >= cos(s + 1) for s in range(100))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: make_schedule("linear", 0.1, 10, 1),
+        lambda: make_schedule("constant", -0.1, 10, 1),
+        lambda: make_schedule("constant", math.nan, 10, 1),
+        lambda: SGD(np, np.zeros(2), 1, momentum=1.0),
+        lambda: SGD(np, np.zeros(2), 1, nesterov=True),
+        lambda: SGD(np, np.zeros(2), 1, weight_decay=-1),
+        lambda: Adam(np, np.zeros(2), 1, beta1=1.0),
+    ],
+)
+def test_bad_settings_are_config_errors(make):
+    with pytest.raises(ConfigError):
+        make()

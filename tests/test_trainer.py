@@ -1,0 +1,113 @@
+"""The training loop: reproducibility, partial batches, errors, and real MNIST."""
+
+import numpy as np
+import pytest
+
+from fastmlp import MLP, ConfigError, DivergenceError, Trainer
+
+
+def _blobs(n=300, d=20, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((k, d)) * 3
+    y = rng.integers(0, k, n)
+    return (centers[y] + rng.standard_normal((n, d))).astype(np.float32), y
+
+
+def _train(seed=0, epochs=1, **kw):
+    x, y = _blobs()
+    model = MLP((20, 16, 4), seed=seed)
+    Trainer(model, batch_size=32, seed=seed, progress=False, log=None, **kw).fit(x, y, epochs)
+    return model
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+def test_same_seed_gives_bit_identical_parameters(optimizer):
+    a = _train(seed=1, optimizer=optimizer)
+    b = _train(seed=1, optimizer=optimizer)
+    c = _train(seed=2, optimizer=optimizer)
+    assert np.array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, c.params)
+
+
+def test_learns_a_separable_problem_and_records_history():
+    x, y = _blobs()
+    model = MLP((20, 16, 4), seed=0)
+    h = Trainer(model, batch_size=32, lr=0.05, progress=False, log=None).fit(x, y, 5, X_test=x, y_test=y)
+    assert h["train_loss"][-1] < h["train_loss"][0]
+    assert h["test_acc"][-1] > 0.95
+    # 300 rows in batches of 32: 9 full + 1 partial step per epoch
+    assert h["steps_per_epoch"] == 10 and len(h["iter_loss"]) == 50
+    assert h["epoch"] == [1, 2, 3, 4, 5] and len(h["samples_per_s"]) == 5
+
+
+def test_fixed_batch_order_matches_a_hand_written_epoch():
+    # Trainer with given permutations == the same steps written out by hand (plain SGD).
+    x, y = _blobs(n=70)
+    perm = np.random.default_rng(3).permutation(70)
+    model = MLP((20, 8, 4), seed=0, dtype="float64")
+    Trainer(model, optimizer="sgd", lr=0.1, batch_size=32, schedule="constant", progress=False, log=None).fit(
+        x, y, 1, permutations=[perm]
+    )
+    ref = MLP((20, 8, 4), seed=0, dtype="float64")
+    grads = np.zeros_like(ref.params)
+    gl = ref.views(grads)
+    for s in range(0, 70, 32):
+        idx = perm[s : s + 32]
+        xb = x[idx].astype(np.float64)
+        ref.loss_and_grad(xb, y[idx], ref.workspace(len(idx)), gl)
+        ref.params -= 0.1 * grads
+    np.testing.assert_allclose(model.params, ref.params, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_divergence_names_epoch_and_step():
+    x, y = _blobs()
+    x[5] = 1e30  # overflows float32 logits to inf in the first epoch
+    model = MLP((20, 16, 4), seed=0)
+    with pytest.raises(DivergenceError, match=r"epoch 1, step \d+ of 10.*lower the learning rate"):
+        Trainer(model, batch_size=32, progress=False, log=None).fit(x, y, 1)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda x, y: (x[:, :5], y), "features but sizes start with 20"),
+        (lambda x, y: (x, y + 10), "labels span"),
+        (lambda x, y: (x, y[:-1]), "labels of shape"),
+        (lambda x, y: (np.where(x > 2, np.nan, x), y), "NaN or inf"),
+        (lambda x, y: (x[0], y), "2-D array"),
+        (lambda x, y: (x[:0], y[:0]), "empty"),
+    ],
+)
+def test_bad_training_data_is_a_clear_error(change, message):
+    x, y = change(*_blobs())
+    with pytest.raises(ConfigError, match=message):
+        Trainer(MLP((20, 16, 4)), progress=False, log=None).fit(x, y, 1)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(batch_size=0), "batch size"),
+        (dict(batch_size=-3), "batch size"),
+        (dict(lr=0), "learning rate"),
+        (dict(lr=-1.0), "learning rate"),
+        (dict(optimizer="rmsprop"), "unknown optimizer"),
+    ],
+)
+def test_bad_trainer_settings_are_clear_errors(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        Trainer(MLP((20, 16, 4)), **kw)
+
+
+def test_zero_epochs_is_an_error():
+    with pytest.raises(ConfigError, match="epochs"):
+        Trainer(MLP((20, 16, 4)), progress=False, log=None).fit(*_blobs(), 0)
+
+
+@pytest.mark.slow
+def test_real_mnist_subset_learns_well_above_chance(mnist):
+    model = MLP((784, 64, 10), seed=0)
+    trainer = Trainer(model, batch_size=128, lr=0.05, progress=False, log=None)
+    h = trainer.fit(mnist.x_train[:12000], mnist.y_train[:12000], 2, X_test=mnist.x_test, y_test=mnist.y_test)
+    assert h["test_acc"][-1] > 0.90, h["test_acc"]
