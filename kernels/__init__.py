@@ -78,7 +78,7 @@ def cuda_kernels(stream=None):
     from numba import cuda
 
     if stream is None:
-        stream = cuda.default_stream()
+        stream = 0  # the default stream; Numba takes 0 for it, the simulator included
 
     if hasattr(cuda, "as_cuda_array"):
 
