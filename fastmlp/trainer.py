@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,6 +42,20 @@ def _check_xy(model, X, y, what):
             f"{what} labels span {lo}..{hi} but the model has {model.sizes[-1]} outputs (classes 0..{model.sizes[-1] - 1}); "
             "make the last size the number of classes"
         )
+
+
+def _epoch_seed(seed, epoch):
+    """A 32-bit seed for one epoch's shuffle, derived from (seed, epoch)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+
+
+class _EpochBuffers(NamedTuple):
+    n: int  # rows in the training set
+    batch: int  # batch size (<= n)
+    steps: int  # batches per epoch, the last one possibly shorter
+    rows: np.ndarray  # (steps,) rows in each batch, host
+    ws: object  # Workspace for the batch size
+    step_loss: object  # (steps,) device buffer: summed loss of each step
 
 
 class Trainer:
@@ -78,7 +93,7 @@ class Trainer:
         self.log = log or (lambda *_: None)
         self.grads = model.xp.zeros_like(model.params)
         self.grad_layers = model.views(self.grads)
-        self.rng = self.backend.rng(seed)
+        self._buf = None
         self.history = {
             "epoch": [],
             "train_loss": [],
@@ -95,6 +110,14 @@ class Trainer:
         self.epochs_done = 0
         self.step_count = 0
 
+    def prepare(self, X, y, what="training data"):
+        """X, y copied to the device (once) in the model's dtype and checked."""
+        bk, m = self.backend, self.model
+        X = bk.asarray(X, dtype=m.dtype)
+        y = bk.asarray(y, dtype=np.int64)
+        _check_xy(m, X, y, what)
+        return X, y
+
     def fit(self, X, y, epochs, X_test=None, y_test=None, X_val=None, y_val=None, permutations=None):
         """Train for ``epochs`` more epochs; returns the history dict.
 
@@ -105,64 +128,83 @@ class Trainer:
         """
         if int(epochs) != epochs or epochs < 1:
             raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
-        m, bk, xp = self.model, self.backend, self.model.xp
-        X = bk.asarray(X, dtype=m.dtype)
-        y = bk.asarray(y, dtype=np.int64)
-        _check_xy(m, X, y, "training data")
+        if permutations is not None and len(permutations) < epochs:
+            raise ConfigError(f"{len(permutations)} permutations given for {epochs} epochs; give one per epoch")
+        X, y = self.prepare(X, y)
         evals = {}
         for name, (Xe, ye) in {"test": (X_test, y_test), "val": (X_val, y_val)}.items():
             if Xe is not None:
-                Xe, ye = bk.asarray(Xe, dtype=m.dtype), bk.asarray(ye, dtype=np.int64)
-                _check_xy(m, Xe, ye, f"{name} data")
-                evals[name] = (Xe, ye)
-
-        n, B = X.shape[0], min(self.batch_size, X.shape[0])
-        steps = -(-n // B)
-        rows = np.full(steps, B, dtype=np.float64)
-        rows[-1] = n - B * (steps - 1)
-        total_steps = steps * (self.epochs_done + int(epochs))
-        schedule = make_schedule(self.schedule_name, self.lr, total_steps, steps)
-        ws = m.workspace(B)
-        step_loss = xp.zeros(steps, dtype=m.dtype)
-        self.history["steps_per_epoch"] = steps
-        self._warm_up(ws)
-
-        if permutations is not None and len(permutations) < epochs:
-            raise ConfigError(f"{len(permutations)} permutations given for {epochs} epochs; give one per epoch")
+                evals[name] = self.prepare(Xe, ye, f"{name} data")
+        n = X.shape[0]
+        steps = self._buffers(n).steps
+        schedule = make_schedule(self.schedule_name, self.lr, steps * (self.epochs_done + int(epochs)), steps)
         for i in range(int(epochs)):
             epoch = self.epochs_done + 1
             lr_epoch = schedule(self.step_count)
             bar = self._bar(steps, epoch)
-            bk.synchronize()
+            self.backend.synchronize()
             t0 = time.perf_counter()
-            if permutations is not None:
-                perm = bk.asarray(permutations[i], dtype=np.int64)
-            else:
-                perm = bk.permutation(self.rng, n)
-            for s in range(steps):
-                idx = perm[s * B : (s + 1) * B]
-                k = idx.shape[0]
-                xb = bk.gather(X, idx, ws.x[:k])
-                yb = bk.gather(y, idx, ws.y[:k])
-                row_loss = m.loss_and_grad(xb, yb, ws, self.grad_layers)
-                xp.sum(row_loss, keepdims=True, out=step_loss[s : s + 1])
-                self.optimizer.step(self.grads, schedule(self.step_count))
-                self.step_count += 1
-                if bar is not None:
-                    bar.update(1)
-            losses = bk.to_host(step_loss).astype(np.float64) / rows  # the one sync of the epoch
+            losses = self.train_epoch(X, y, schedule, None if permutations is None else permutations[i], bar)
             elapsed = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
-            bad = np.flatnonzero(~np.isfinite(losses))
-            if bad.size:
-                raise DivergenceError(
-                    f"loss became {losses[bad[0]]} at epoch {epoch}, step {bad[0] + 1} of {steps}; "
-                    f"lower the learning rate (now {lr_epoch:g}) or check the data for extreme values"
-                )
-            self.epochs_done = epoch
-            self._record(epoch, losses, rows, elapsed, n, lr_epoch, X, y, evals)
+            self._record(epoch, losses, self._buffers(n).rows, elapsed, n, lr_epoch, X, y, evals)
         return self.history
+
+    def train_epoch(self, X, y, lr, permutation=None, bar=None):
+        """One pass over X, y (device arrays from :meth:`prepare`) in mini-batches.
+
+        ``lr`` is a number or a function of the global step count. The batch order
+        is a permutation drawn on the device from (seed, epoch), so an epoch can be
+        replayed without saving any RNG state; ``permutation`` (host indices)
+        overrides it. Returns the mean loss of each step as a host float64 array,
+        read back once, at the end; a non-finite loss is a DivergenceError.
+        """
+        m, bk, xp = self.model, self.backend, self.model.xp
+        n = X.shape[0]
+        buf = self._buffers(n)
+        ws, B, step_loss = buf.ws, buf.batch, buf.step_loss
+        lr_at = lr if callable(lr) else (lambda _step, value=float(lr): value)
+        epoch = self.epochs_done + 1
+        if permutation is not None:
+            perm = bk.asarray(permutation, dtype=np.int64)
+        else:
+            perm = bk.permutation(bk.rng(_epoch_seed(self.seed, epoch)), n)
+        for s in range(buf.steps):
+            idx = perm[s * B : (s + 1) * B]
+            k = idx.shape[0]
+            xb = bk.gather(X, idx, ws.x[:k])
+            yb = bk.gather(y, idx, ws.y[:k])
+            row_loss = m.loss_and_grad(xb, yb, ws, self.grad_layers)
+            xp.sum(row_loss, keepdims=True, out=step_loss[s : s + 1])
+            self.optimizer.step(self.grads, lr_at(self.step_count))
+            self.step_count += 1
+            if bar is not None:
+                bar.update(1)
+        losses = bk.to_host(step_loss).astype(np.float64) / buf.rows  # the one sync of the epoch
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            raise DivergenceError(
+                f"loss became {losses[bad[0]]} at epoch {epoch}, step {bad[0] + 1} of {buf.steps}; "
+                f"lower the learning rate (now {lr_at(self.step_count - buf.steps + bad[0]):g}) "
+                "or check the data for extreme values"
+            )
+        self.epochs_done = epoch
+        return losses
+
+    def _buffers(self, n):
+        """Workspace, per-step loss buffer and step sizes for a training set of n rows,
+        allocated on first use and reused by every later epoch."""
+        if self._buf is None or self._buf.n != n:
+            B = min(self.batch_size, n)
+            steps = -(-n // B)
+            rows = np.full(steps, B, dtype=np.float64)
+            rows[-1] = n - B * (steps - 1)
+            ws = self.model.workspace(B)
+            self._buf = _EpochBuffers(n, B, steps, rows, ws, self.model.xp.zeros(steps, dtype=self.model.dtype))
+            self.history["steps_per_epoch"] = steps
+            self._warm_up(ws)
+        return self._buf
 
     def _warm_up(self, ws):
         """Compile the kernels (or load them from Numba's cache) before the first
