@@ -1,10 +1,9 @@
 """Hidden-layer activations, looked up by name once, when a model is built.
 
-Each activation has an in-place forward (``z`` -> ``f(z)``, written with the
-array module so it runs on either device) and an in-place backward that takes
-the *forward output* and the incoming gradient (a Numba kernel of the device).
-Keeping only the output is enough for all of them, so the forward pass stores
-one buffer per layer.
+An activation is a code for the fused bias + activation forward kernel
+(``kernels/bias_act_forward.py``) and an in-place backward kernel that takes the
+*forward output* and the incoming gradient. Keeping only the output is enough
+for all of them, so the forward pass stores one buffer per layer.
 """
 
 from __future__ import annotations
@@ -12,43 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import kernels
 from .errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Activation:
     name: str
-    forward: Callable  # forward(z): z <- f(z), in place
+    code: int  # for kernels.bias_act_forward
     backward: Callable  # backward(out, dout): dout <- dout * f'(z), in place
     default_init: str  # the weight init that keeps activations' scale for this f
 
 
-def _relu_forward(xp):
-    def forward(z):
-        xp.maximum(z, 0, out=z)
-
-    return forward
-
-
-def _sigmoid_forward(xp):
-    # sigmoid(z) = (1 + tanh(z / 2)) / 2: no exp, so no overflow warning for large |z|.
-    def forward(z):
-        z *= 0.5
-        xp.tanh(z, out=z)
-        z *= 0.5
-        z += 0.5
-
-    return forward
-
-
-def _tanh_forward(xp):
-    def forward(z):
-        xp.tanh(z, out=z)
-
-    return forward
-
-
-def _identity(*_):
+def _no_op(out, dout):
     pass
 
 
@@ -59,13 +34,13 @@ ALIASES = {"logistic": "sigmoid"}
 def get_activation(name, backend):
     """The Activation called ``name`` for ``backend``; unknown names are a ConfigError."""
     key = ALIASES.get(str(name).lower(), str(name).lower())
-    xp, k = backend.xp, backend.kernels
+    k = backend.kernels
     if key == "relu":
-        return Activation("relu", _relu_forward(xp), k.relu_backward, "he")
+        return Activation("relu", kernels.RELU, k.relu_backward, "he")
     if key == "sigmoid":
-        return Activation("sigmoid", _sigmoid_forward(xp), k.sigmoid_backward, "xavier")
+        return Activation("sigmoid", kernels.SIGMOID, k.sigmoid_backward, "xavier")
     if key == "tanh":
-        return Activation("tanh", _tanh_forward(xp), k.tanh_backward, "xavier")
+        return Activation("tanh", kernels.TANH, k.tanh_backward, "xavier")
     if key == "identity":
-        return Activation("identity", _identity, _identity, "xavier")
+        return Activation("identity", kernels.IDENTITY, _no_op, "xavier")
     raise ConfigError(f"unknown activation {name!r}: choose one of {', '.join(NAMES)}")

@@ -21,6 +21,7 @@ import numpy as np
 from .activations import get_activation
 from .backend import get_backend
 from .errors import ConfigError
+from .kernels import IDENTITY
 
 INITS = ("he", "xavier", "normal")
 
@@ -36,7 +37,7 @@ class Workspace:
     acts[l]   (B, d_l) for l = 1..L: the output of layer l (acts[L] holds the
               logits, then dlogits after the loss kernel)
     dacts[l]  (B, d_l) for l = 1..L-1: gradient w.r.t. layer l's output
-    row_loss  (B,) loss per row;  x, y: the gathered batch
+    row_loss  (B,) loss per row;  x, y: the gathered batch;  ones (B,)
     """
 
     def __init__(self, xp, sizes, batch_size, dtype):
@@ -46,6 +47,9 @@ class Workspace:
         self.acts = [None] + [xp.zeros((batch_size, d), dtype=dtype) for d in sizes[1:]]
         self.dacts = [None] + [xp.zeros((batch_size, d), dtype=dtype) for d in sizes[1:-1]] + [None]
         self.row_loss = xp.zeros(batch_size, dtype=dtype)
+        # ones @ delta sums the batch's rows for the bias gradient: a BLAS matrix-vector
+        # product, three times faster on the CPU than a reduction over axis 0
+        self.ones = xp.ones(batch_size, dtype=dtype)
 
 
 def check_sizes(sizes):
@@ -149,13 +153,12 @@ class MLP:
         """Logits (n, dL) for x (n, d0) with n <= ws.batch_size; keeps each layer's
         output in ``ws.acts`` for the backward pass."""
         xp, n, last = self.xp, x.shape[0], self.n_layers - 1
+        bias_act = self.backend.kernels.bias_act_forward
         a = x
         for l, layer in enumerate(self.layers):
             z = ws.acts[l + 1][:n]
             xp.matmul(a, layer.W, out=z)
-            z += layer.b
-            if l < last:
-                self.activation.forward(z)
+            bias_act(z, layer.b, self.activation.code if l < last else IDENTITY)
             a = z
         return a
 
@@ -168,7 +171,7 @@ class MLP:
         for l in range(self.n_layers - 1, -1, -1):
             a_in = x if l == 0 else ws.acts[l][:n]
             xp.matmul(a_in.T, delta, out=grads[l].W)
-            xp.sum(delta, axis=0, out=grads[l].b)
+            xp.matmul(ws.ones[:n], delta, out=grads[l].b)
             if l > 0:
                 d_in = ws.dacts[l][:n]
                 xp.matmul(delta, self.layers[l].W.T, out=d_in)

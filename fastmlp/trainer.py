@@ -211,6 +211,7 @@ class Trainer:
         timed epoch, on one row of zeros, so epoch times measure training only."""
         t0 = time.perf_counter()
         self.model.loss_and_grad(ws.x[:1], ws.y[:1], ws, self.grad_layers)
+        self.optimizer.warm_up()
         self.backend.synchronize()
         seconds = time.perf_counter() - t0
         self.history["compile_time"] = seconds

@@ -17,17 +17,22 @@ from numba import cuda
 
 
 def relu_backward_reference(out, dout):
-    """Plain NumPy: returns the gradient w.r.t. z; inputs untouched."""
-    return np.where(np.asarray(out) > 0, dout, np.zeros_like(dout))
+    """Plain NumPy: returns the gradient w.r.t. z; inputs untouched.
+
+    A multiply by the 0/1 mask (so a NaN or inf in ``dout`` stays visible even
+    where the unit is off, and the CPU loop vectorises, which a branch does not)."""
+    return dout * (np.asarray(out) > 0).astype(np.asarray(dout).dtype)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _relu_backward_cpu(out, dout):
     rows, cols = out.shape
+    # 1/0 of dout's dtype: a bare (o > 0) would make Numba multiply in float64
+    one, zero = dout.dtype.type(1), dout.dtype.type(0)
     for i in range(rows):
+        o, d = out[i], dout[i]
         for j in range(cols):
-            if not out[i, j] > 0:
-                dout[i, j] = 0
+            d[j] = d[j] * (one if o[j] > 0 else zero)
 
 
 @cuda.jit(cache=True)
@@ -38,7 +43,7 @@ def _relu_backward_cuda(out, dout):
         i = k // cols
         j = k - i * cols
         if not out[i, j] > 0:
-            dout[i, j] = 0
+            dout[i, j] *= dout.dtype.type(0)  # 0, or NaN for a NaN/inf gradient, like the reference
 
 
 def relu_backward_cpu(out, dout):

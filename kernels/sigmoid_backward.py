@@ -21,13 +21,13 @@ def sigmoid_backward_reference(out, dout):
     return dout * (s * (1 - s))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _sigmoid_backward_cpu(out, dout):
     rows, cols = out.shape
     for i in range(rows):
         for j in range(cols):
             s = out[i, j]
-            dout[i, j] *= s * (1 - s)
+            dout[i, j] *= s - s * s  # not s * (1 - s): int - float32 is float64 in Numba
 
 
 @cuda.jit(cache=True)
@@ -38,7 +38,7 @@ def _sigmoid_backward_cuda(out, dout):
         i = k // cols
         j = k - i * cols
         s = out[i, j]
-        dout[i, j] *= s * (1 - s)
+        dout[i, j] *= s - s * s
 
 
 def sigmoid_backward_cpu(out, dout):

@@ -51,7 +51,7 @@ def softmax_xent_reference(logits, labels):
 
 # No fastmath: it lets LLVM assume there is no NaN/inf, and this kernel both
 # starts its max from -inf and must pass NaN through for the divergence check.
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _softmax_xent_cpu(logits, labels, row_loss):
     b, c = logits.shape
     inv_b = 1.0 / b
@@ -83,29 +83,31 @@ def _softmax_xent_cpu(logits, labels, row_loss):
 @cuda.jit(cache=True)
 def _softmax_xent_cuda(logits, labels, row_loss):
     # One thread per row: with MNIST's 10 classes a row is 10 loads, so a
-    # thread per row keeps every thread busy without any reduction.
+    # thread per row keeps every thread busy without any reduction. Constants
+    # take the logits' dtype: a Python float would make float32 math float64.
     i = cuda.grid(1)
     b = logits.shape[0]
     c = logits.shape[1]
     if i >= b:
         return
+    f = logits.dtype.type
     t = labels[i]
     if t < 0 or t >= c:
-        row_loss[i] = math.nan
+        row_loss[i] = f(math.nan)
         for j in range(c):
-            logits[i, j] = math.nan
+            logits[i, j] = f(math.nan)
         return
-    m = -math.inf
-    for j in range(c):
+    m = logits[i, 0]
+    for j in range(1, c):
         m = max(m, logits[i, j])
-    s = 0.0
+    s = f(0)
     for j in range(c):
         s += math.exp(logits[i, j] - m)
     row_loss[i] = (m - logits[i, t]) + math.log(s)
-    inv_b = 1.0 / b
+    scale = f(1) / (s * f(b))
     for j in range(c):
-        logits[i, j] = math.exp(logits[i, j] - m) / s * inv_b
-    logits[i, t] -= inv_b
+        logits[i, j] = math.exp(logits[i, j] - m) * scale
+    logits[i, t] -= f(1) / f(b)
 
 
 def softmax_xent_cpu(logits, labels, row_loss):

@@ -20,13 +20,13 @@ def tanh_backward_reference(out, dout):
     return dout * (1 - y * y)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _tanh_backward_cpu(out, dout):
     rows, cols = out.shape
     for i in range(rows):
         for j in range(cols):
             y = out[i, j]
-            dout[i, j] *= 1 - y * y
+            dout[i, j] -= dout[i, j] * y * y  # d (1 - y^2) without an int - float32 (float64) term
 
 
 @cuda.jit(cache=True)
@@ -37,7 +37,7 @@ def _tanh_backward_cuda(out, dout):
         i = k // cols
         j = k - i * cols
         y = out[i, j]
-        dout[i, j] *= 1 - y * y
+        dout[i, j] -= dout[i, j] * y * y
 
 
 def tanh_backward_cpu(out, dout):

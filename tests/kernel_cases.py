@@ -61,3 +61,25 @@ def elementwise_cases(rng, dtype, activation, small=False):
             out = np.tanh(z)
         cases.append((f"{shape}", out.astype(dtype), rng.standard_normal(shape).astype(dtype)))
     return cases
+
+
+def update_cases(rng, dtype, small=False):
+    """(name, params, grads, state, n_decay) for the optimiser kernels: sizes around a
+    block boundary, decay on none / part / all of the buffer."""
+    cases = []
+    for size in (1, 129) if small else (1, 129, 109386):
+        for n_decay in sorted({0, size // 2, size}):
+            p = rng.standard_normal(size).astype(dtype)
+            g = rng.standard_normal(size).astype(dtype)
+            s1 = (rng.standard_normal(size) * 0.1).astype(dtype)
+            s2 = np.abs(rng.standard_normal(size)).astype(dtype)
+            cases.append((f"P={size} decay={n_decay}", p, g, (s1, s2), n_decay))
+    return cases
+
+
+SGD_SETTINGS = [  # (momentum, nesterov, weight_decay)
+    (0.0, False, 0.0),
+    (0.0, False, 1e-2),
+    (0.9, False, 1e-2),
+    (0.9, True, 1e-2),
+]

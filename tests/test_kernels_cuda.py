@@ -7,7 +7,7 @@ run, so indexing and bounds bugs are caught without hardware.
 
 import numpy as np
 import pytest
-from kernel_cases import DTYPES, assert_close, elementwise_cases, logits_cases
+from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, update_cases
 from numba import config, cuda
 
 from fastmlp import kernels
@@ -55,3 +55,43 @@ def test_activation_backward_matches_reference(launch, activation, dtype):
         d_out, d_dout = cuda.to_device(out), cuda.to_device(dout)
         kernel(d_out, d_dout)
         assert_close(d_dout.copy_to_host(), want, dtype, f"{activation} {name}")
+
+
+@pytest.mark.parametrize("momentum, nesterov, wd", SGD_SETTINGS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_update_matches_reference(launch, dtype, momentum, nesterov, wd):
+    rng = np.random.default_rng(3)
+    for name, p, g, (v, _), n_decay in update_cases(rng, dtype, small=SMALL):
+        if not momentum:
+            v = v[:0]
+        want_p, want_v = kernels.sgd_update_reference(p, g, v, 0.05, momentum, nesterov, wd, n_decay)
+        d_p, d_g, d_v = cuda.to_device(p), cuda.to_device(g), cuda.to_device(v)
+        launch.sgd_update(d_p, d_g, d_v, 0.05, momentum, nesterov, wd, n_decay)
+        assert_close(d_p.copy_to_host(), want_p, dtype, f"sgd {name} params")
+        if momentum:
+            assert_close(d_v.copy_to_host(), want_v, dtype, f"sgd {name} velocity")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update_matches_reference(launch, dtype):
+    rng = np.random.default_rng(4)
+    for t in (1, 7):
+        for name, p, g, (m, v), n_decay in update_cases(rng, dtype, small=SMALL):
+            want = kernels.adam_update_reference(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, t, 1e-2, n_decay)
+            d = [cuda.to_device(a) for a in (p, g, m, v)]
+            launch.adam_update(*d, 1e-3, 0.9, 0.999, 1e-8, t, 1e-2, n_decay)
+            for what, a, b in zip(("params", "m", "v"), (d[0], d[2], d[3]), want):
+                assert_close(a.copy_to_host(), b, dtype, f"adam t={t} {name} {what}")
+
+
+@pytest.mark.parametrize("code", [kernels.IDENTITY, kernels.RELU, kernels.SIGMOID, kernels.TANH])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_act_forward_matches_reference(launch, dtype, code):
+    rng = np.random.default_rng(5)
+    for shape in ((1, 1), (7, 5), (9, 31) if SMALL else (128, 129)):
+        z = (rng.standard_normal(shape) * 30).astype(dtype)
+        b = rng.standard_normal(shape[1]).astype(dtype)
+        want = kernels.bias_act_forward_reference(z, b, code)
+        d_z = cuda.to_device(z)
+        launch.bias_act_forward(d_z, cuda.to_device(b), code)
+        assert_close(d_z.copy_to_host(), want, dtype, f"code {code} {shape}")

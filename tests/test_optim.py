@@ -5,8 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from fastmlp import ConfigError
+from fastmlp import ConfigError, get_backend
 from fastmlp.optim import SGD, Adam, make_schedule
+
+CPU = get_backend("cpu")
 
 
 def _run(opt_cls, steps=5, n_decay=4, **kw):
@@ -14,7 +16,7 @@ def _run(opt_cls, steps=5, n_decay=4, **kw):
     p = rng.standard_normal(6)
     grads = [rng.standard_normal(6) for _ in range(steps)]
     lrs = [0.1 / (1 + i) for i in range(steps)]
-    opt = opt_cls(np, p, n_decay, **kw)
+    opt = opt_cls(CPU, p, n_decay, **kw)
     start = p.copy()
     for g, lr in zip(grads, lrs):
         opt.step(g.copy(), lr)
@@ -62,11 +64,11 @@ def test_adam(wd):
 
 def test_weight_decay_leaves_biases_alone():
     p = np.ones(6)
-    SGD(np, p, n_decay=4, weight_decay=0.5).step(np.zeros(6), lr=1.0)
+    SGD(CPU, p, n_decay=4, weight_decay=0.5).step(np.zeros(6), lr=1.0)
     np.testing.assert_allclose(p, [0.5, 0.5, 0.5, 0.5, 1, 1])
 
 
-@pytest.mark.parametrize("opt", [lambda p: SGD(np, p, 2, momentum=0.9), lambda p: Adam(np, p, 2)])
+@pytest.mark.parametrize("opt", [lambda p: SGD(CPU, p, 2, momentum=0.9), lambda p: Adam(CPU, p, 2)])
 def test_optimisers_minimise_a_quadratic(opt):
     target = np.array([3.0, -1.0, 0.5, 2.0])
     p = np.zeros(4)
@@ -92,10 +94,10 @@ def test_schedules():
         lambda: make_schedule("linear", 0.1, 10, 1),
         lambda: make_schedule("constant", -0.1, 10, 1),
         lambda: make_schedule("constant", math.nan, 10, 1),
-        lambda: SGD(np, np.zeros(2), 1, momentum=1.0),
-        lambda: SGD(np, np.zeros(2), 1, nesterov=True),
-        lambda: SGD(np, np.zeros(2), 1, weight_decay=-1),
-        lambda: Adam(np, np.zeros(2), 1, beta1=1.0),
+        lambda: SGD(CPU, np.zeros(2), 1, momentum=1.0),
+        lambda: SGD(CPU, np.zeros(2), 1, nesterov=True),
+        lambda: SGD(CPU, np.zeros(2), 1, weight_decay=-1),
+        lambda: Adam(CPU, np.zeros(2), 1, beta1=1.0),
     ],
 )
 def test_bad_settings_are_config_errors(make):
