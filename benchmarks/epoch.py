@@ -1,138 +1,167 @@
-"""Time full training epochs of fastmlp on each available device.
+"""Epoch time of fastmlp beside NumPy, PyTorch and scikit-learn, per device.
 
-    python -m benchmarks.epoch --device cpu cuda --epochs 5 --data-dir ../shared/data
+    python -m benchmarks.epoch --device cpu cuda --data-dir ../shared/data
 
-For each device: one warm-up epoch (JIT compile is timed separately and
-reported), then ``--epochs`` timed epochs of the same net and batch size. Prints
-a table (median epoch seconds, samples/s, test accuracy after the run, speed-up
-over the CPU) and writes the results with the machine description as JSON
-under benchmarks/results/. A device that is not usable here is a skipped row
-with the reason, not a crash.
+Every system trains the same net (default 784-128-64-10 ReLU) with the same
+batch size and SGD with momentum 0.9 on the same MNIST arrays. Each gets one
+warm-up epoch (fastmlp's JIT compile is timed on its own and reported), then
+the timed epochs run in rounds, one epoch per system per round in rotating
+order, so that noise on the machine hits every system alike. The table gives
+the median epoch time, samples/s, test accuracy after the run, each system's
+time as a ratio to fastmlp's on the same device, and fastmlp's GPU/CPU
+speed-up. Missing packages or devices are skipped rows, not crashes. Results
+go to benchmarks/results/epoch-<label>.json and .png.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
-
-import numpy as np
 
 import fastmlp
-from fastmlp.io import atomic_write
+
+from . import common, peers
 
 
-def machine():
-    """CPU model, core count and library versions, for the results file."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numba
+def run_device(device, names, ds, args, log=print):
+    """Timed epochs of every available system on one device: (rows, skipped)."""
+    systems, skipped = {}, {}
+    for name in names:
+        try:
+            systems[name] = peers.make(name, device, ds, args.sizes, args.batch_size, args.lr, args.momentum, args.seed)
+        except peers.Unavailable as exc:
+            skipped[name] = str(exc)
+            log(f"  {device}: skipped {name}: {exc}")
+    if not systems:
+        return [], skipped
+    first = {}
+    for name, system in systems.items():
+        t0 = time.perf_counter()
+        system.epoch()
+        first[name] = time.perf_counter() - t0
+    times = {name: [] for name in systems}
+    order = list(systems)
+    for r in range(args.epochs):
+        for name in order[r % len(order) :] + order[: r % len(order)]:
+            t0 = time.perf_counter()
+            systems[name].epoch()
+            times[name].append(time.perf_counter() - t0)
+        log(f"  {device}: round {r + 1}/{args.epochs}: " + ", ".join(f"{n} {times[n][-1]:.3f} s" for n in order))
+    n = len(ds.x_train)
+    rows = []
+    for name, system in systems.items():
+        med = statistics.median(times[name])
+        row = {
+            "system": system.label,
+            "key": name,
+            "device": device,
+            "median_epoch_s": med,
+            "epoch_s": times[name],
+            "first_epoch_s": first[name],
+            "samples_per_s": n / med,
+            "test_accuracy": system.accuracy(),
+            "epochs_trained": 1 + args.epochs,
+        }
+        if name == "fastmlp":
+            row["compile_s"] = system.compile_seconds
+            row["gflops"] = common.gemm_flops_per_sample(args.sizes) * n / med / 1e9
+        rows.append(row)
+    base = next((r for r in rows if r["key"] == "fastmlp"), None)
+    for row in rows:
+        row["ratio_to_fastmlp"] = row["median_epoch_s"] / base["median_epoch_s"] if base else None
+    return rows, skipped
 
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "fastmlp": fastmlp.__version__,
-        "platform": platform.platform(),
-    }
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        info["blas"] = f"{blas.get('name')} {blas.get('version')}"
-    except (TypeError, KeyError):  # older NumPy without mode="dicts"
-        pass
-    return info
 
+def plot(result, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-def bench_device(device, ds, sizes, batch_size, epochs, lr, seed):
-    """Warm-up epoch + ``epochs`` timed epochs on ``device``; a dict for the results."""
-    backend = fastmlp.get_backend(device)
-    model = fastmlp.MLP(sizes, device=backend, seed=seed)
-    trainer = fastmlp.Trainer(model, lr=lr, batch_size=batch_size, seed=seed, progress=False, log=None)
-    x_tr = backend.asarray(ds.x_train)
-    y_tr = backend.asarray(ds.y_train)
-    compile_s = trainer.fit(x_tr, y_tr, 1)["compile_time"]  # warm-up epoch: compile, allocate, fault in pages
-    h = trainer.fit(x_tr, y_tr, epochs)
-    times = h["epoch_time"][1:]
-    x_te, y_te = backend.asarray(ds.x_test), backend.asarray(ds.y_test, dtype=np.int64)
-    loss, acc = fastmlp.evaluate(model, x_te, y_te)
-    info = {"device": backend.name, "compile_s": compile_s, "epoch_s": times}
-    if backend.is_gpu:
-        import cupy
-
-        props = cupy.cuda.runtime.getDeviceProperties(backend.device_id)
-        info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-        info["cupy"] = cupy.__version__
-    median = statistics.median(times)
-    info.update(
-        median_epoch_s=median,
-        samples_per_s=len(ds.x_train) / median,
-        test_accuracy=acc,
-        test_loss=loss,
-        epochs_trained=1 + epochs,
+    rows = result["results"]
+    fig = Figure(figsize=(8, 0.5 * len(rows) + 1.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    labels = [f"{r['system']} ({r['device']})" for r in rows]
+    values = [r["median_epoch_s"] for r in rows]
+    colors = ["#d62728" if r["key"] == "fastmlp" else "#7f7f7f" for r in rows]
+    y = range(len(rows))
+    ax.barh(y, values, color=colors)
+    ax.set_yticks(list(y), labels)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("median seconds per epoch (log scale; shorter is faster)")
+    for i, r in enumerate(rows):
+        ratio = r["ratio_to_fastmlp"]
+        text = f" {r['median_epoch_s']:.3g} s" + (f"  ({ratio:.2f}x fastmlp)" if ratio and r["key"] != "fastmlp" else "")
+        ax.text(r["median_epoch_s"], i, text, va="center", fontsize=8)
+    s = result["settings"]
+    ax.set_title(
+        f"MNIST epoch, {'-'.join(map(str, s['sizes']))} ReLU, batch {s['batch_size']}, SGD momentum {s['momentum']}\n"
+        f"{result['machine']['cpu']} ({result['machine']['cores']} cores)",
+        fontsize=9,
     )
-    return info
+    ax.set_xlim(min(values) / 1.5, max(values) * 6)
+    fig.tight_layout()
+    fastmlp.io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.epoch", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", nargs="+", default=["cpu", "cuda"])
+    p.add_argument("--systems", nargs="+", default=list(peers.SYSTEMS), choices=list(peers.SYSTEMS))
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--sizes", default="784,128,64,10")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=5, help="timed epochs after one warm-up epoch")
+    p.add_argument("--epochs", type=int, default=5, help="timed epochs per system after one warm-up epoch")
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/epoch-<host>-<time>.json)")
+    p.add_argument("--label", default=None, help="results file name suffix (default: host name)")
     args = p.parse_args(argv)
-    sizes = tuple(int(s) for s in args.sizes.split(","))
+    args.sizes = tuple(int(s) for s in args.sizes.split(","))
     ds = fastmlp.load_dataset(args.dataset, data_dir=args.data_dir)
 
     rows, skipped = [], {}
     for device in args.device:
-        try:
-            rows.append(bench_device(device, ds, sizes, args.batch_size, args.epochs, args.lr, args.seed))
-        except fastmlp.DeviceError as exc:
-            skipped[device] = str(exc)
-            print(f"skipped {device}: {exc}", file=sys.stderr)
-
-    cpu = next((r for r in rows if r["device"] == "cpu"), None)
-    print(f"\n{args.dataset} {'-'.join(map(str, sizes))} relu, batch {args.batch_size}, SGD momentum 0.9, "
-          f"median of {args.epochs} epochs after a warm-up epoch")
-    print(f"{'device':<10}{'epoch s':>10}{'samples/s':>14}{'test acc':>10}{'compile s':>11}{'vs cpu':>9}")
-    for r in rows:
-        speedup = f"{cpu['median_epoch_s'] / r['median_epoch_s']:.1f}x" if cpu else "-"
-        print(f"{r['device']:<10}{r['median_epoch_s']:>10.3f}{r['samples_per_s']:>14,.0f}"
-              f"{100 * r['test_accuracy']:>9.2f}%{r['compile_s']:>11.2f}{speedup:>9}")
-    for device, why in skipped.items():
-        print(f"{device:<10}skipped: {why}")
-
+        r, s = run_device(device, args.systems, ds, args)
+        rows += r
+        skipped.update({f"{k} ({device})": v for k, v in s.items()})
+    machine = common.machine(args.device)
+    peak = common.sgemm_peak()
+    fm = {r["device"]: r for r in rows if r["key"] == "fastmlp"}
     result = {
         "benchmark": "epoch",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": machine(),
-        "settings": {"dataset": args.dataset, "sizes": sizes, "batch_size": args.batch_size,
-                     "epochs": args.epochs, "lr": args.lr, "optimizer": "momentum 0.9", "seed": args.seed},
+        "when": common.stamp(),
+        "machine": machine,
+        "cpu_sgemm_peak_gflops": peak,
+        "settings": {"dataset": args.dataset, "sizes": list(args.sizes), "batch_size": args.batch_size,
+                     "epochs": args.epochs, "lr": args.lr, "momentum": args.momentum, "seed": args.seed},
         "results": rows,
         "skipped": skipped,
     }
-    out = Path(args.out) if args.out else (
-        Path(__file__).parent / "results" / f"epoch-{platform.node() or 'host'}-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    atomic_write(out, lambda f: f.write(json.dumps(result, indent=1).encode()))
-    print(f"wrote {out}")
+
+    print(f"\n{args.dataset} {'-'.join(map(str, args.sizes))} ReLU, batch {args.batch_size}, SGD momentum "
+          f"{args.momentum}; median of {args.epochs} epochs after a warm-up epoch; {machine['cpu']}, {machine['cores']} cores")
+    print(f"{'system':<18}{'device':<8}{'epoch s':>9}{'samples/s':>12}{'test acc':>10}{'vs fastmlp':>12}")
+    for r in rows:
+        print(f"{r['system']:<18}{r['device']:<8}{r['median_epoch_s']:>9.3f}{r['samples_per_s']:>12,.0f}"
+              f"{100 * r['test_accuracy']:>9.2f}%{r['ratio_to_fastmlp']:>11.2f}x")
+    for what, why in skipped.items():
+        print(f"{what:<26}skipped: {why}")
+    if "cpu" in fm:
+        c = fm["cpu"]
+        print(f"fastmlp cpu: compile {c['compile_s']:.2f} s (once, cached); {c['gflops']:.1f} GFLOP/s in GEMMs = "
+              f"{100 * c['gflops'] / peak:.0f}% of this CPU's float32 matmul peak ({peak:.0f} GFLOP/s, 2048^3)")
+    gpus = [d for d in fm if d != "cpu"]
+    for d in gpus:
+        if "cpu" in fm:
+            print(f"fastmlp {d} vs cpu: {fm['cpu']['median_epoch_s'] / fm[d]['median_epoch_s']:.1f}x faster")
+    label = args.label or machine["host"] or "host"
+    path = common.save(result, f"epoch-{label}")
+    plot(result, path.with_suffix(".png"))
+    print(f"wrote {path} and {path.with_suffix('.png').name}")
     return 0
 
 

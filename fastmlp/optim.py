@@ -62,9 +62,10 @@ class SGD(Optimizer):
         self.velocity = self.xp.zeros(params.size if momentum else 0, dtype=params.dtype)
 
     def warm_up(self):
-        """Compile the update kernel on empty arrays (changes no state)."""
-        e = self.xp.zeros(0, dtype=self.params.dtype)
-        self.backend.kernels.sgd_update(e, e, e, 0.0, self.momentum, self.nesterov, 0.0, 0)
+        """Compile the update kernel on throwaway one-element arrays (changes no state)."""
+        e = self.xp.zeros(1, dtype=self.params.dtype)
+        v = self.xp.zeros(1 if self.velocity.size else 0, dtype=self.params.dtype)
+        self.backend.kernels.sgd_update(e, e.copy(), v, 0.0, self.momentum, self.nesterov, 0.0, 0)
 
     def _update(self, grad, lr):
         self.backend.kernels.sgd_update(
@@ -101,9 +102,9 @@ class Adam(Optimizer):
         self.v = self.xp.zeros_like(params)
 
     def warm_up(self):
-        """Compile the update kernel on empty arrays (changes no state)."""
-        e = self.xp.zeros(0, dtype=self.params.dtype)
-        self.backend.kernels.adam_update(e, e, e, e, 0.0, self.beta1, self.beta2, self.eps, 1, 0.0, 0)
+        """Compile the update kernel on throwaway one-element arrays (changes no state)."""
+        e = [self.xp.zeros(1, dtype=self.params.dtype) for _ in range(4)]
+        self.backend.kernels.adam_update(*e, 0.0, self.beta1, self.beta2, self.eps, 1, 0.0, 0)
 
     def _update(self, grad, lr):
         self.backend.kernels.adam_update(

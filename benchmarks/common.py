@@ -1,0 +1,99 @@
+"""What every benchmark shares: the machine description, the GEMM peak, saving results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+import fastmlp
+from fastmlp.io import atomic_write
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine(devices=()):
+    """CPU model, core count, GPU names and library versions, for a results file."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numba
+
+    info = {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "fastmlp": fastmlp.__version__,
+        "platform": platform.platform(),
+    }
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info["blas"] = f"{blas.get('name')} {blas.get('version')}"
+    except (TypeError, KeyError):  # older NumPy without mode="dicts"
+        pass
+    for name in ("torch", "sklearn", "cupy"):
+        try:
+            mod = __import__(name)
+            info[name] = mod.__version__
+        except ImportError:
+            pass
+    for device in devices:
+        if str(device).startswith("cuda"):
+            try:
+                bk = fastmlp.get_backend(device)
+            except fastmlp.DeviceError:
+                continue
+            import cupy
+
+            props = cupy.cuda.runtime.getDeviceProperties(bk.device_id)
+            name = props["name"]
+            info.setdefault("gpus", {})[bk.name] = name.decode() if isinstance(name, bytes) else name
+            info["cuda_driver"] = cupy.cuda.runtime.driverGetVersion()
+    return info
+
+
+def sgemm_peak(n=2048, repeats=5):
+    """GFLOP/s of a large float32 matrix multiply on the CPU: the practical peak
+    that epoch throughput is compared with."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, a, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def gemm_flops_per_sample(sizes):
+    """Multiply-add FLOPs of one training sample: forward x @ W, backward dW and
+    dX (no dX for the input layer, which fastmlp skips and so do the peers)."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    fwd = sum(2 * a * b for a, b in pairs)
+    dx = sum(2 * a * b for a, b in pairs[1:])
+    return 2 * fwd + dx
+
+
+def save(result, name):
+    """Write ``result`` as JSON to benchmarks/results/<name>.json (atomically); returns the path."""
+    path = RESULTS / f"{name}.json"
+    atomic_write(path, lambda f: f.write(json.dumps(result, indent=1).encode()))
+    return path
+
+
+def stamp():
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
