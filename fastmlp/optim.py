@@ -42,6 +42,12 @@ class Optimizer:
     def load_state(self, state):
         self.t = int(state["t"])
 
+    def _load_into(self, dst, src):
+        src = self.xp.asarray(src, dtype=dst.dtype)
+        if src.shape != dst.shape:
+            raise ValueError(f"optimiser state of shape {src.shape}, expected {dst.shape}")
+        dst[...] = src
+
 
 class SGD(Optimizer):
     """Plain SGD, heavy-ball momentum or Nesterov momentum (kernels/sgd_update.py).
@@ -81,7 +87,7 @@ class SGD(Optimizer):
     def load_state(self, state):
         super().load_state(state)
         if self.velocity.size:
-            self.velocity[...] = self.xp.asarray(state["velocity"])
+            self._load_into(self.velocity, state["velocity"])
 
 
 class Adam(Optimizer):
@@ -117,8 +123,8 @@ class Adam(Optimizer):
 
     def load_state(self, state):
         super().load_state(state)
-        self.m[...] = self.xp.asarray(state["m"])
-        self.v[...] = self.xp.asarray(state["v"])
+        self._load_into(self.m, state["m"])
+        self._load_into(self.v, state["v"])
 
 
 def make_optimizer(name, model, momentum=0.9, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8):

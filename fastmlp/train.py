@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, FastMLPError
+from .errors import ConfigError, DivergenceError, FastMLPError
 
 DEFAULTS = dict(
     hidden=(128, 64),
@@ -51,6 +51,16 @@ def _non_negative(text):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
@@ -113,6 +123,10 @@ def build_parser():
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $FASTMLP_DEVICE, else cpu)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<time>)")
+    g.add_argument("--checkpoint-every", type=_non_negative_int, default=1,
+                   help="write checkpoint.npz into the output folder every N epochs (0: never)")
+    g.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run whose output folder is DIR from its last complete checkpoint")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     g.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -131,15 +145,38 @@ def split_validation(x, y, fraction, seed):
     return x[train], y[train], x[val], y[val]
 
 
+# What a checkpoint remembers of the command line: everything that decides the
+# result. The data location, device and output flags come from the resuming command.
+TRAINING_SETTINGS = (
+    "dataset", "val_split", "sizes", "activation", "init", "init_std", "dtype", "optimizer", "lr",
+    "momentum", "weight_decay", "schedule", "batch_size", "epochs", "seed", "checkpoint_every",
+)
+
+
 def run(args, log=print):
-    """Train as ``args`` say; returns (model, history, out_dir)."""
+    """Train as ``args`` say (or continue the run in ``args.resume``); returns (model, history, out_dir)."""
     from . import io, plots
     from .backend import get_backend
+    from .checkpoint import NAME, load_checkpoint, restore, save_checkpoint
     from .data import load_dataset
     from .model import MLP
     from .trainer import Trainer
 
     backend = get_backend(args.device)
+    resumed = None
+    if args.resume:
+        out = Path(args.resume)
+        resumed = load_checkpoint(out / NAME, device=backend)
+        saved = resumed[1]["settings"]
+        missing = [k for k in TRAINING_SETTINGS if k not in saved]
+        if missing:
+            raise ConfigError(f"{out / NAME} lacks the settings {', '.join(missing)}; it was not written by this command")
+        for key in TRAINING_SETTINGS:
+            setattr(args, key, tuple(saved[key]) if key == "sizes" else saved[key])
+    else:
+        out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    _check_writable(out)
+
     t_load = time.perf_counter()
     ds = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download)
     t_load = time.perf_counter() - t_load
@@ -148,12 +185,15 @@ def run(args, log=print):
         raise ConfigError(f"--sizes starts with {sizes[0]} but {args.dataset} rows have {ds.n_features} features; start --sizes with {ds.n_features}")
     if sizes[-1] != ds.n_classes:
         raise ConfigError(f"--sizes ends with {sizes[-1]} but {args.dataset} has {ds.n_classes} classes; end --sizes with {ds.n_classes}")
+    args.sizes = tuple(sizes)
     x_tr, y_tr, x_val, y_val = split_validation(ds.x_train, ds.y_train, args.val_split, args.seed)
 
-    out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    _check_writable(out)
-
-    model = MLP(sizes, args.activation, args.init, args.init_std, args.dtype, backend, seed=args.seed)
+    if resumed:
+        model = resumed[0]
+        if model.sizes != tuple(sizes):
+            raise ConfigError(f"checkpoint holds a {'-'.join(map(str, model.sizes))} model but the data needs {sizes}")
+    else:
+        model = MLP(sizes, args.activation, args.init, args.init_std, args.dtype, backend, seed=args.seed)
     model.class_names = list(ds.class_names)
     trainer = Trainer(
         model,
@@ -167,12 +207,36 @@ def run(args, log=print):
         progress=not args.quiet,
         log=log if not args.quiet else None,
     )
+    if resumed:
+        restore(trainer, resumed[1], resumed[2])
+        log(f"resuming {out} after epoch {trainer.epochs_done} of {args.epochs}")
     log(f"device {backend.name}; data {ds.source} ({len(x_tr)} train, {len(ds.x_test)} test"
         + (f", {len(x_val)} validation" if x_val is not None else "") + f", loaded in {t_load:.1f} s)")
     log(f"model {'-'.join(map(str, sizes))} {args.activation} ({model.n_params:,} parameters, {model.dtype.name}); "
         f"{args.optimizer} lr {args.lr:g} {args.schedule}, batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+
+    settings = {k: getattr(args, k) for k in TRAINING_SETTINGS}
+    every = args.checkpoint_every
+
+    def checkpoint(tr):
+        if every and (tr.epochs_done % every == 0 or tr.epochs_done == args.epochs):
+            save_checkpoint(out / NAME, tr, settings, ds.class_names)
+
     t0 = time.perf_counter()
-    history = trainer.fit(x_tr, y_tr, args.epochs, X_test=ds.x_test, y_test=ds.y_test, X_val=x_val, y_val=y_val)
+    remaining = args.epochs - trainer.epochs_done
+    try:
+        if remaining > 0:
+            trainer.fit(x_tr, y_tr, remaining, X_test=ds.x_test, y_test=ds.y_test, X_val=x_val, y_val=y_val,
+                        total_epochs=args.epochs, on_epoch=checkpoint)
+    except KeyboardInterrupt:
+        where = f"the checkpoint of epoch {trainer.epochs_done} is in {out}" if every and trainer.epochs_done else "no checkpoint was written"
+        log(f"interrupted during epoch {trainer.epochs_done + 1}; {where}; continue with --resume {out}")
+        raise
+    except DivergenceError as exc:
+        if every and trainer.epochs_done:
+            raise DivergenceError(f"{exc}; the checkpoint of epoch {trainer.epochs_done} in {out} is intact") from None
+        raise
+    history = trainer.history
     total = time.perf_counter() - t0
 
     y_pred = model.predict(ds.x_test)
@@ -194,7 +258,7 @@ def run(args, log=print):
         "steps_per_epoch": history["steps_per_epoch"],
     }
     io.atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=1, default=str).encode()))
-    written = ["model.npz", "metrics.json"]
+    written = ["model.npz", "metrics.json"] + ([NAME] if every else [])
     if not args.no_plots:
         title = f"{args.dataset} {'-'.join(map(str, sizes))} {args.activation} on {backend.name}"
         plots.plot_history(history, out / "history.png", title=title)

@@ -118,13 +118,17 @@ class Trainer:
         _check_xy(m, X, y, what)
         return X, y
 
-    def fit(self, X, y, epochs, X_test=None, y_test=None, X_val=None, y_val=None, permutations=None):
+    def fit(self, X, y, epochs, X_test=None, y_test=None, X_val=None, y_val=None, permutations=None,
+            total_epochs=None, on_epoch=None):
         """Train for ``epochs`` more epochs; returns the history dict.
 
         X (n, d0) float, y (n,) int labels, host or device arrays (copied to the
         device once). ``permutations``, if given, is a list of host index arrays
         to use as the batch order of each epoch instead of the device RNG (for
-        parity tests between devices).
+        parity tests between devices). The schedule spans ``total_epochs``
+        (default: the epochs done so far plus these), so a resumed run follows
+        the same learning rates as an uninterrupted one. ``on_epoch(trainer)`` is
+        called after every completed epoch (checkpoints).
         """
         if int(epochs) != epochs or epochs < 1:
             raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
@@ -137,7 +141,8 @@ class Trainer:
                 evals[name] = self.prepare(Xe, ye, f"{name} data")
         n = X.shape[0]
         steps = self._buffers(n).steps
-        schedule = make_schedule(self.schedule_name, self.lr, steps * (self.epochs_done + int(epochs)), steps)
+        total = total_epochs or self.epochs_done + int(epochs)
+        schedule = make_schedule(self.schedule_name, self.lr, steps * total, steps)
         for i in range(int(epochs)):
             epoch = self.epochs_done + 1
             lr_epoch = schedule(self.step_count)
@@ -149,6 +154,8 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self._record(epoch, losses, self._buffers(n).rows, elapsed, n, lr_epoch, X, y, evals)
+            if on_epoch is not None:
+                on_epoch(self)
         return self.history
 
     def train_epoch(self, X, y, lr, permutation=None, bar=None):

@@ -25,7 +25,7 @@ def test_trains_and_writes_model_metrics_and_plots(tiny_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["--data-dir", str(tiny_dir), "--epochs", "3", "--batch-size", "32", "--out", str(out), "--quiet"])
     assert code == 0
-    assert sorted(os.listdir(out)) == ["confusion.png", "history.png", "metrics.json", "model.npz", "samples.png"]
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "confusion.png", "history.png", "metrics.json", "model.npz", "samples.png"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["epochs"]) == 3 and metrics["sizes"] == [784, 128, 64, 10]
     assert metrics["test_accuracy"] > 0.9  # the tiny set is easy: one bright bar per class
@@ -41,7 +41,7 @@ def test_no_plots_and_per_epoch_lines(tiny_dir, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["--data-dir", str(tiny_dir), "--epochs", "2", "--sizes", "784,16,10", "--val-split", "0.2"]
     assert main([*args, "--no-plots", "--optimizer", "adam", "--lr", "0.01", "--out", str(out)]) == 0
-    assert sorted(os.listdir(out)) == ["metrics.json", "model.npz"]
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.json", "model.npz"]
     text = capsys.readouterr().out
     assert "epoch   2" in text and "val acc" in text and "samples/s" in text
 
