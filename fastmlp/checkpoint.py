@@ -51,6 +51,8 @@ def load_checkpoint(path, device=None):
     """(model, checkpoint dict, optimiser arrays) from ``path``; a DataError if it is
     not a complete fastmlp checkpoint."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such checkpoint; --resume takes the output folder of an earlier run, which holds {NAME}")
     data = read_npz(path, "checkpoint")
     model, meta = model_from_arrays(data, path, device)
     if "checkpoint" not in meta:

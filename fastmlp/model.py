@@ -222,6 +222,8 @@ class MLP:
                 f"input has shape {tuple(X.shape)} but the model expects (n, {self.sizes[0]}); "
                 "flatten images to rows of the model's first size"
             )
+        if not bool(self.xp.isfinite(X).all()):
+            raise ConfigError("input contains NaN or inf; clean or impute it before predicting")
 
     def to(self, device):
         """A copy of this model on another device."""

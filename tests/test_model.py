@@ -106,6 +106,12 @@ def test_bad_model_settings_are_clear_errors(kwargs, message):
         MLP(**kwargs)
 
 
-def test_wrong_feature_count_at_predict_is_a_clear_error():
+def test_bad_input_at_predict_is_a_clear_error():
     with pytest.raises(ConfigError, match="expects"):
         MLP((6, 3)).predict(np.zeros((2, 5), dtype=np.float32))
+    with pytest.raises(ConfigError, match="expects"):
+        MLP((6, 3)).predict(np.zeros(6, dtype=np.float32))
+    x = np.zeros((2, 6), dtype=np.float32)
+    x[1, 2] = np.inf
+    with pytest.raises(ConfigError, match="NaN or inf"):
+        MLP((6, 3)).predict(x)
