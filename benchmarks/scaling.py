@@ -43,15 +43,23 @@ def plot(result, path):
         left.plot([p["batch_size"] for p in pts], [p["samples_per_s"] for p in pts], "o-", label=device)
     for device, pts in result["width"].items():
         right.plot([p["width"] for p in pts], [p["gflops"] for p in pts], "o-", label=device)
-    left.set(xscale="log", yscale="log", xlabel="batch size", ylabel="training samples / s",
+    left.set(xscale="log", xlabel="batch size", ylabel="training samples / s",
              title="784-128-64-10: throughput vs batch size")
-    right.set(xscale="log", yscale="log", xlabel="hidden width W (net 784-W-W-10, batch 128)",
+    right.set(xscale="log", xlabel="hidden width W (net 784-W-W-10, batch 128)",
               ylabel="GEMM GFLOP/s", title="throughput vs width")
     peak = result.get("cpu_sgemm_peak_gflops")
     if peak:
         right.axhline(peak, color="gray", ls="--", lw=1)
-        right.text(right.get_xlim()[0], peak, " CPU sgemm peak (2048^3)", va="bottom", fontsize=8, color="gray")
-    for ax in (left, right):
+        right.text(right.get_xlim()[0], peak, "  CPU sgemm peak (2048^3)", va="bottom", fontsize=8, color="gray")
+        right.set_ylim(0, peak * 1.15)
+    from matplotlib.ticker import NullFormatter
+
+    batches = sorted({p["batch_size"] for pts in result["batch"].values() for p in pts})
+    widths = sorted({p["width"] for pts in result["width"].values() for p in pts})
+    for ax, ticks in ((left, batches), (right, widths)):
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(bottom=0)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     m = result["machine"]

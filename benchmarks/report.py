@@ -1,0 +1,79 @@
+"""Markdown tables for the README, generated from the JSON files in benchmarks/results/.
+
+    python -m benchmarks.report [--label cpu-2core]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .common import RESULTS
+
+
+def _load(name):
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def epoch_table(r):
+    m, s = r["machine"], r["settings"]
+    lines = [
+        f"Epoch of MNIST, {'-'.join(map(str, s['sizes']))} ReLU, batch {s['batch_size']}, SGD momentum {s['momentum']}: "
+        f"median of {s['epochs']} epochs after a warm-up epoch, systems alternating "
+        f"({m['cpu']}, {m['cores']} cores; from `benchmarks/results/{r['_name']}.json`).",
+        "",
+        "| system | device | epoch (s) | samples/s | test accuracy | time vs fastmlp |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in r["results"]:
+        lines.append(
+            f"| {row['system']} | {row['device']} | {row['median_epoch_s']:.3f} | {row['samples_per_s']:,.0f} | "
+            f"{100 * row['test_accuracy']:.2f} % | {row['ratio_to_fastmlp']:.2f}x |"
+        )
+    fm = next((row for row in r["results"] if row["key"] == "fastmlp" and row["device"] == "cpu"), None)
+    if fm:
+        lines += [
+            "",
+            f"fastmlp's CPU epoch does {fm['gflops']:.1f} GFLOP/s of matrix multiplies, "
+            f"{100 * fm['gflops'] / r['cpu_sgemm_peak_gflops']:.0f} % of this CPU's float32 matmul peak "
+            f"({r['cpu_sgemm_peak_gflops']:.0f} GFLOP/s for a 2048^3 product); the one-time kernel compile took "
+            f"{fm['compile_s']:.2f} s.",
+        ]
+    return lines
+
+
+def tta_table(r):
+    lines = ["| device | epochs to 98 % | seconds of training | one-time compile (s) |", "|---|---|---|---|"]
+    for row in r["results"]:
+        reached = row["epochs"] if row["reached"] else f"not reached in {row['epochs']}"
+        lines.append(f"| {row['device']} | {reached} | {row['seconds']:.2f} | {row['compile_s']:.2f} |")
+    return lines
+
+
+def scaling_table(r):
+    lines = ["| device | batch | samples/s |", "|---|---|---|"]
+    for device, pts in r["batch"].items():
+        for p in pts:
+            lines.append(f"| {device} | {p['batch_size']} | {p['samples_per_s']:,.0f} |")
+    return lines
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.report")
+    p.add_argument("--label", default="cpu-2core")
+    args = p.parse_args(argv)
+    for kind, fmt in (("epoch", epoch_table), ("time-to-accuracy", tta_table), ("scaling", scaling_table)):
+        r = _load(f"{kind}-{args.label}")
+        if r is None:
+            print(f"(no {kind}-{args.label}.json)")
+            continue
+        r["_name"] = f"{kind}-{args.label}"
+        print("\n".join(fmt(r)))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
