@@ -20,8 +20,9 @@ ARGS = ["--epochs", "3", "--batch-size", "2", "--sizes", "784,32,10", "--no-plot
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    # 6000 rows in batches of 2: 3000 steps, about a second per epoch, so a kill lands mid-epoch
-    return make_idx_dataset(tmp_path_factory.mktemp("data") / "d", n_train=6000, n_test=200)
+    # 20000 rows in batches of 2: 10000 steps, ~1 s per epoch here, so a kill 0.1 s after
+    # the first checkpoint appears lands well inside epoch 2
+    return make_idx_dataset(tmp_path_factory.mktemp("data") / "d", n_train=20000, n_test=200)
 
 
 def _params(path):
@@ -41,7 +42,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
             time.sleep(0.01)
-        time.sleep(0.3)
+        time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
