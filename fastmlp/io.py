@@ -32,6 +32,10 @@ def atomic_write(path, write):
     except OSError as exc:
         raise FastMLPError(f"cannot write {path}: {exc.strerror or exc}; choose a writable output folder") from None
     try:
+        # mkstemp makes the file 0600; give it the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -80,3 +80,12 @@ def test_unwritable_folder_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(FastMLPError, match="cannot write"):
         fastmlp.save(MLP((3, 2)), blocker / "sub" / "m.npz")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        fastmlp.save(MLP((3, 2)), tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
