@@ -60,11 +60,32 @@ def scaling_table(r):
     return lines
 
 
+def sklearn_fit_table(r):
+    s = r["settings"]
+    lines = [
+        f"Fit of {s['n_train']:,} MNIST images, {s['max_iter']} epochs, {s['hidden_layer_sizes']} ReLU, sgd momentum "
+        f"{s['momentum']}, batch {s['batch_size']}; median of {s['repeats']} fits, the two estimators alternating.",
+        "",
+        "| X given as | fastmlp trains in | scikit-learn fit (s) | fastmlp fit (s) | time vs scikit-learn "
+        "| scikit-learn accuracy | fastmlp accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in r["results"]:
+        sk, fm = row["sklearn"], row["fastmlp"]
+        trains = row["fastmlp_params"].get("dtype", "float32 (default)")
+        lines.append(
+            f"| {row['X_dtype']} | {trains} | {sk['median_fit_s']:.2f} | {fm['median_fit_s']:.2f} | "
+            f"{row['time_ratio']:.2f}x | {100 * sk['test_accuracy']:.2f} % | {100 * fm['test_accuracy']:.2f} % |"
+        )
+    return lines
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.report")
     p.add_argument("--label", default="cpu-2core")
     args = p.parse_args(argv)
-    for kind, fmt in (("epoch", epoch_table), ("time-to-accuracy", tta_table), ("scaling", scaling_table)):
+    for kind, fmt in (("epoch", epoch_table), ("time-to-accuracy", tta_table), ("scaling", scaling_table),
+                      ("sklearn-fit", sklearn_fit_table)):
         r = _load(f"{kind}-{args.label}")
         if r is None:
             print(f"(no {kind}-{args.label}.json)")

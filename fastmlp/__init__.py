@@ -27,6 +27,7 @@ __all__ = [
     "DivergenceError",
     "FastMLPError",
     "MLP",
+    "MLPClassifier",
     "Trainer",
     "evaluate",
     "get_backend",
@@ -37,3 +38,13 @@ __all__ = [
     "load_mnist",
     "save",
 ]
+
+
+def __getattr__(name):
+    # MLPClassifier needs scikit-learn, so it is imported on first use only:
+    # ``import fastmlp`` never imports scikit-learn.
+    if name == "MLPClassifier":
+        from .estimator import MLPClassifier  # ImportError naming the 'sklearn' extra if it is missing
+
+        return MLPClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
