@@ -265,7 +265,7 @@ def run(args, log=print):
         plots.plot_confusion(ds.y_test, y_pred, ds.class_names, out / "confusion.png", title=f"{args.dataset} test set")
         plots.plot_samples(ds.x_test, ds.y_test, y_pred, ds.class_names, out / "samples.png", title=f"{args.dataset} test images: true → predicted")
         written += ["history.png", "confusion.png", "samples.png"]
-    log(f"test accuracy {100 * test_acc:.2f}% after {args.epochs} epochs in {total:.1f} s on {backend.name}")
+    log(f"test accuracy {100 * test_acc:.2f}% after {args.epochs} epoch{'s' if args.epochs != 1 else ''} in {total:.1f} s on {backend.name}")
     log(f"wrote {', '.join(written)} to {out}")
     return model, history, out
 
