@@ -13,7 +13,9 @@ import numpy as np
 import fastmlp
 from fastmlp.io import atomic_write
 
-RESULTS = Path(__file__).parent / "results"
+# Where results are written and read: benchmarks/results/, or $FASTMLP_BENCH_RESULTS
+# (the tests point it at a temporary folder so they never touch the committed files).
+RESULTS = Path(os.environ.get("FASTMLP_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
 def machine(devices=()):
@@ -91,6 +93,7 @@ def gemm_flops_per_sample(sizes):
 def save(result, name):
     """Write ``result`` as JSON to benchmarks/results/<name>.json (atomically); returns the path."""
     path = RESULTS / f"{name}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write(json.dumps(result, indent=1).encode()))
     return path
 

@@ -1,0 +1,81 @@
+"""Every benchmark command runs end to end on a tiny dataset and writes its JSON.
+
+These tests check that the benchmarks work (arguments, missing devices and peers
+reported as skipped rows, results files and plots, the report), not how fast
+anything is: timing lives in the committed results, never in a test. Each runs
+as ``python -m benchmarks.<name>`` from the repository root, as the README says,
+with its results sent to a temporary folder.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_idx_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_idx_dataset(tmp_path_factory.mktemp("bench") / "mnist", n_train=300, n_test=100)
+
+
+def run(module, *args, results):
+    env = {**os.environ, "FASTMLP_BENCH_RESULTS": str(results), "MPLBACKEND": "Agg", "FASTMLP_DEVICE": "cpu"}
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_epoch_benchmark_table_json_plot_and_skipped_rows(tiny, tmp_path):
+    out = run("epoch", "--device", "cpu", "cuda", "--data-dir", tiny, "--sizes", "784,16,10", "--batch-size", 32,
+              "--epochs", 2, "--label", "t", results=tmp_path)
+    r = json.loads((tmp_path / "epoch-t.json").read_text())
+    assert (tmp_path / "epoch-t.png").stat().st_size > 1000
+    systems = {(row["key"], row["device"]) for row in r["results"]}
+    assert ("fastmlp", "cpu") in systems and ("numpy", "cpu") in systems
+    for row in r["results"]:
+        assert row["median_epoch_s"] > 0 and 0 <= row["test_accuracy"] <= 1 and row["ratio_to_fastmlp"] > 0
+    assert next(row for row in r["results"] if row["key"] == "fastmlp")["ratio_to_fastmlp"] == 1.0
+    # every system asked for is a row or a skipped entry with its reason, on every device
+    for key in ("fastmlp", "numpy", "torch", "sklearn"):
+        for device in ("cpu", "cuda"):
+            assert (key, device) in systems or any(k.endswith(f"({device})") for k in r["skipped"]), (key, device)
+    assert all(why for why in r["skipped"].values())
+    assert "skipped:" in out or not r["skipped"]
+    assert r["machine"]["cores"] >= 1 and r["cpu_sgemm_peak_gflops"] > 0
+
+
+def test_scaling_and_time_to_accuracy(tiny, tmp_path):
+    run("scaling", "--device", "cpu", "cuda", "--data-dir", tiny, "--batch-sizes", "32,64", "--widths", "16,32",
+        "--width-samples", 64, "--label", "t", results=tmp_path)
+    s = json.loads((tmp_path / "scaling-t.json").read_text())
+    assert [p["batch_size"] for p in s["batch"]["cpu"]] == [32, 64]
+    assert len(s["width"]["cpu"]) == 2 and all(p["samples_per_s"] > 0 for p in s["width"]["cpu"])
+    assert (tmp_path / "scaling-t.png").exists()
+    run("time_to_accuracy", "--device", "cpu", "--data-dir", tiny, "--target", 0.5, "--max-epochs", 5,
+        "--label", "t", results=tmp_path)
+    t = json.loads((tmp_path / "time-to-accuracy-t.json").read_text())
+    (row,) = t["results"]
+    assert row["device"] == "cpu" and row["reached"] and 1 <= row["epochs"] <= 5 and row["seconds"] > 0
+
+
+def test_sklearn_fit_profile_and_report(tiny, tmp_path):
+    pytest.importorskip("sklearn")
+    run("sklearn_fit", "--data-dir", tiny.parent, "--epochs", 1, "--repeats", 1, "--setups", "float32",
+        "--label", "t", results=tmp_path)
+    (row,) = json.loads((tmp_path / "sklearn-fit-t.json").read_text())["results"]
+    assert row["setup"] == "float32" and row["time_ratio"] > 0
+    assert row["sklearn"]["n_iter"] == row["fastmlp"]["n_iter"] == 1
+    run("profile_epoch", "--data-dir", tiny, "--epochs", 1, "--label", "t", results=tmp_path)
+    p = json.loads((tmp_path / "profile-epoch-t.json").read_text())
+    assert abs(sum(g["share"] for g in p["groups"]) - 1) < 1e-9 and p["gemm_only_epoch_s"] > 0
+    report = run("report", "--label", "t", results=tmp_path)
+    assert "(no epoch-t.json)" in report  # a missing results file is named, not a crash
+    assert "| float32 | float32 |" in report
