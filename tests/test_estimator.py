@@ -571,6 +571,25 @@ def test_pickle_round_trip_predicts_the_same_and_partial_fit_continues(dtype):
 
 
 @quiet
+def test_a_gpu_trained_pickle_loads_on_the_cpu_with_a_warning_where_there_is_no_gpu():
+    try:
+        fastmlp.get_backend("cuda")
+        pytest.skip("this machine has a usable GPU, so the model would load there")
+    except fastmlp.DeviceError:
+        pass
+    X, y = digits(300)
+    est = MLPClassifier((16,), solver="sgd", max_iter=2, random_state=0).fit(X, y)
+    state = est.__getstate__()
+    state["device_"] = "cuda:0"  # what a model fitted on a GPU carries
+    blob = pickle.dumps(state)
+    back = MLPClassifier.__new__(MLPClassifier)
+    with pytest.warns(UserWarning, match="fitted on cuda:0, which is not usable here.*loaded on the CPU"):
+        back.__setstate__(pickle.loads(blob))
+    assert back.device_ == "cpu"
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+
+
+@quiet
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_dtype_sets_the_precision_of_weights_and_outputs(dtype):
     X, y = digits(200)
