@@ -45,28 +45,21 @@ def _positive(kind):
     return parse
 
 
-def _non_negative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+def _non_negative(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} >= 0, got {text!r}") from None
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
 
-
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+    return parse
 
 
 def _fraction(text):
-    value = _non_negative(text)
+    value = _non_negative(float)(text)
     if not value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
@@ -115,7 +108,7 @@ def build_parser():
     g.add_argument("--optimizer", default=d["optimizer"], choices=["sgd", "momentum", "nesterov", "adam"])
     g.add_argument("--lr", type=_positive(float), default=d["lr"], help="(peak) learning rate")
     g.add_argument("--momentum", type=_fraction, default=d["momentum"], help="for momentum / nesterov")
-    g.add_argument("--weight-decay", type=_non_negative, default=d["weight_decay"], help="L2 penalty on weights")
+    g.add_argument("--weight-decay", type=_non_negative(float), default=d["weight_decay"], help="L2 penalty on weights")
     g.add_argument("--schedule", default=d["schedule"], choices=["constant", "step", "cosine"])
     g.add_argument("--batch-size", type=_positive(int), default=d["batch_size"])
     g.add_argument("--epochs", type=_positive(int), default=d["epochs"])
@@ -123,7 +116,7 @@ def build_parser():
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $FASTMLP_DEVICE, else cpu)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<time>)")
-    g.add_argument("--checkpoint-every", type=_non_negative_int, default=1,
+    g.add_argument("--checkpoint-every", type=_non_negative(int), default=1,
                    help="write checkpoint.npz into the output folder every N epochs (0: never)")
     g.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run whose output folder is DIR from its last complete checkpoint")
