@@ -15,6 +15,13 @@ All kernels work in place on preallocated buffers:
     sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay, n_decay)
     adam_update(params, grads, m, v, lr, beta1, beta2, eps, t, weight_decay, n_decay)
                                              one pass over the flat parameter buffer
+
+The dense layer's GEMMs, with their epilogues fused (the CUDA launchers are
+``linear_ops.CudaLinearOps``; n = batch rows):
+    linear_forward(a, W, b, out, code)       out <- act(a @ W + b)
+    linear_backward(a, delta, dW, db)        dW <- a.T @ delta, db <- delta.sum(axis=0)
+    backward_input(delta, W, out_prev, d_prev, code)
+                                             d_prev <- (delta @ W.T) * act'(out_prev)
 """
 
 import math
@@ -25,6 +32,10 @@ from .adam_update import (
     adam_update_cpu,
     adam_update_reference,
 )
+from .backward_input import (
+    backward_input_cpu,
+    backward_input_reference,
+)
 from .bias_act_forward import (
     IDENTITY,
     RELU,
@@ -33,6 +44,14 @@ from .bias_act_forward import (
     _bias_act_forward_cuda,
     bias_act_forward_cpu,
     bias_act_forward_reference,
+)
+from .linear_backward import (
+    linear_backward_cpu,
+    linear_backward_reference,
+)
+from .linear_forward import (
+    linear_forward_cpu,
+    linear_forward_reference,
 )
 from .relu_backward import (
     _relu_backward_cuda,
@@ -75,6 +94,12 @@ __all__ = [
     "tanh_backward_reference",
     "sgd_update_reference",
     "adam_update_reference",
+    "linear_forward_reference",
+    "linear_backward_reference",
+    "backward_input_reference",
+    "linear_forward_cpu",
+    "linear_backward_cpu",
+    "backward_input_cpu",
 ]
 
 

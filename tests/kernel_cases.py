@@ -12,13 +12,18 @@ DTYPES = (np.float32, np.float64)
 TOL = {np.float32: (2e-6, 2e-5), np.float64: (1e-13, 1e-12)}
 
 
-def assert_close(actual, expected, dtype, what):
-    """Fail with the first mismatching indices if |a - e| > atol + rtol |e| anywhere (NaN must match NaN)."""
+def assert_close(actual, expected, dtype, what, scale=None):
+    """Fail with the first mismatching indices if |a - e| > atol + rtol s anywhere (NaN must match NaN).
+
+    s is |e|, or ``scale`` where given: a sum computed in another order is off by
+    a few ulps of the sum of its terms' magnitudes (|a| @ |W| for a product),
+    which can be far larger than the sum itself."""
     atol, rtol = TOL[np.dtype(dtype).type]
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    s = np.abs(expected) if scale is None else np.maximum(np.abs(expected), scale)
     both_nan = np.isnan(actual) & np.isnan(expected)
-    bad = ~both_nan & ~(np.abs(actual - expected) <= atol + rtol * np.abs(expected))
+    bad = ~both_nan & ~(np.abs(actual - expected) <= atol + rtol * s)
     if bad.any():
         idx = np.argwhere(bad)[:5]
         lines = [f"  at {tuple(int(i) for i in ix)}: got {actual[tuple(ix)]!r}, expected {expected[tuple(ix)]!r}" for ix in idx]
@@ -83,3 +88,30 @@ SGD_SETTINGS = [  # (momentum, nesterov, weight_decay)
     (0.9, False, 1e-2),
     (0.9, True, 1e-2),
 ]
+
+
+def row_slice(x, spare):
+    """x as the first rows of a C-contiguous buffer with ``spare`` more rows (NaN),
+    the way the trainer passes buf[:n] for the last, shorter batch."""
+    buf = np.full((x.shape[0] + spare,) + x.shape[1:], np.nan, dtype=x.dtype)
+    buf[: x.shape[0]] = x
+    return buf[: x.shape[0]]
+
+
+def linear_inputs(rng, n, K, N, dtype, code, spare=0):
+    """Inputs of the dense-layer ops for sizes (n, K, N) and activation ``code``:
+    a (n, K), W (K, N), b (N,), delta (n, N) and out_prev (n, K), a valid forward
+    output of the activation (relu: about half exact zeros; the 3x scale reaches
+    the flat ends of sigmoid and tanh). The per-row arrays are row slices of
+    larger buffers when ``spare`` > 0."""
+    from fastmlp.kernels import bias_act_forward_reference
+
+    a = (rng.standard_normal((n, K)) * 3).astype(dtype)
+    out_prev = bias_act_forward_reference(a, np.zeros(K, dtype=dtype), code)
+    return dict(
+        a=row_slice(a, spare),
+        W=rng.standard_normal((K, N)).astype(dtype),
+        b=rng.standard_normal(N).astype(dtype),
+        delta=row_slice(rng.standard_normal((n, N)).astype(dtype), spare),
+        out_prev=row_slice(out_prev, spare),
+    )

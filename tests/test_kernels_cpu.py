@@ -2,7 +2,16 @@
 
 import numpy as np
 import pytest
-from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, update_cases
+from kernel_cases import (
+    SGD_SETTINGS,
+    DTYPES,
+    assert_close,
+    elementwise_cases,
+    linear_inputs,
+    logits_cases,
+    row_slice,
+    update_cases,
+)
 
 from fastmlp import kernels
 
@@ -117,3 +126,75 @@ def test_bias_relu_keeps_nan():
     z = np.array([[np.nan, -1.0, 2.0]], dtype=np.float32)
     kernels.CPU_KERNELS.bias_act_forward(z, np.zeros(3, np.float32), kernels.RELU)
     assert np.isnan(z[0, 0]) and z[0, 1] == 0 and z[0, 2] == 2
+
+
+CODES = [kernels.IDENTITY, kernels.RELU, kernels.SIGMOID, kernels.TANH]
+# (n, K, N): n = 1, sizes that are multiples of nothing, K below and above a
+# 32-wide GEMM tile, and MNIST's layers; each also as row slices of bigger buffers
+LINEAR_SHAPES = [(1, 1, 1), (1, 7, 3), (7, 5, 3), (37, 100, 13), (128, 784, 128), (129, 64, 10)]
+
+
+def _linear_cases(dtype, code):
+    rng = np.random.default_rng(6)
+    for n, K, N in LINEAR_SHAPES:
+        for spare in (0, 3):
+            yield f"n={n} K={K} N={N} spare={spare}", n, linear_inputs(rng, n, K, N, dtype, code, spare)
+
+
+@pytest.mark.parametrize("code", CODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_forward_matches_reference(dtype, code):
+    for name, n, x in _linear_cases(dtype, code):
+        want = kernels.linear_forward_reference(x["a"], x["W"], x["b"], code)
+        out = row_slice(np.full(want.shape, np.nan, dtype=dtype), 2)
+        kernels.linear_forward_cpu(x["a"], x["W"], x["b"], out, code)
+        scale = np.abs(x["a"]) @ np.abs(x["W"]) + np.abs(x["b"])
+        assert_close(out, want, dtype, f"linear_forward code {code} {name}", scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_backward_matches_reference(dtype):
+    for name, n, x in _linear_cases(dtype, kernels.IDENTITY):
+        want_dW, want_db = kernels.linear_backward_reference(x["a"], x["delta"])
+        dW, db = np.full_like(want_dW, np.nan), np.full_like(want_db, np.nan)
+        kernels.linear_backward_cpu(x["a"], x["delta"], dW, db)
+        assert_close(dW, want_dW, dtype, f"dW {name}", np.abs(x["a"]).T @ np.abs(x["delta"]))
+        assert_close(db, want_db, dtype, f"db {name}", np.abs(x["delta"]).sum(axis=0))
+
+
+@pytest.mark.parametrize("code", CODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_input_matches_reference(dtype, code):
+    for name, n, x in _linear_cases(dtype, code):
+        want = kernels.backward_input_reference(x["delta"], x["W"], x["out_prev"], code)
+        d_prev = row_slice(np.full(want.shape, np.nan, dtype=dtype), 2)
+        kernels.backward_input_cpu(x["delta"], x["W"], x["out_prev"], d_prev, code)
+        scale = np.abs(x["delta"]) @ np.abs(x["W"]).T
+        assert_close(d_prev, want, dtype, f"backward_input code {code} {name}", scale)
+
+
+def test_linear_ops_leave_their_inputs_alone():
+    rng = np.random.default_rng(7)
+    x = linear_inputs(rng, 9, 12, 5, np.float32, kernels.TANH, spare=2)
+    before = {k: v.copy() for k, v in x.items()}
+    kernels.linear_forward_cpu(x["a"], x["W"], x["b"], np.empty((9, 5), np.float32), kernels.TANH)
+    kernels.linear_backward_cpu(x["a"], x["delta"], np.empty((12, 5), np.float32), np.empty(5, np.float32))
+    kernels.backward_input_cpu(x["delta"], x["W"], x["out_prev"], np.empty((9, 12), np.float32), kernels.TANH)
+    for k, v in x.items():
+        assert np.array_equal(v, before[k]), f"{k} was modified"
+
+
+def test_linear_backward_bias_sums_grow_their_ones_vector_once():
+    # db is ones @ delta with a cached ones vector: a larger batch must grow it,
+    # a smaller one must reuse it (no allocation per call once warm).
+    from fastmlp.kernels import linear_backward as module
+
+    rng = np.random.default_rng(8)
+    for n in (3, 2000, 5):
+        delta = rng.standard_normal((n, 4))
+        db = np.empty(4)
+        kernels.linear_backward_cpu(np.ones((n, 2)), delta, np.empty((2, 4)), db)
+        assert_close(db, delta.sum(axis=0), np.float64, f"db n={n}", np.abs(delta).sum(axis=0))
+        if n == 2000:
+            grown = module._ONES[np.dtype(np.float64)]
+    assert module._ONES[np.dtype(np.float64)] is grown and grown.shape[0] >= 2000
