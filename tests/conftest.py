@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kernel_cases import CUDA_TEST_FILES
 
 from fastmlp.data import write_idx
 
@@ -56,7 +57,7 @@ def _cuda_available():
 # Without a GPU the CUDA kernel tests run only in test_cuda_simulator.py's child
 # process (under NUMBA_ENABLE_CUDASIM=1), where they are reported one by one;
 # collecting them here as well would only add skips.
-collect_ignore = [] if _cuda_available() else ["test_kernels_cuda.py"]
+collect_ignore = [] if _cuda_available() else list(CUDA_TEST_FILES)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -6,6 +6,11 @@ Both devices' kernels are checked against the same plain-NumPy references in
 
 import numpy as np
 
+# The CUDA kernel test files. Without a GPU, conftest.py leaves them out of the
+# main run, and test_cuda_simulator.py runs them in a child process under
+# Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM must be set before Numba loads).
+CUDA_TEST_FILES = ("test_kernels_cuda.py", "test_kernels_linear_cuda.py")
+
 DTYPES = (np.float32, np.float64)
 # atol, rtol per dtype: the references compute in the same dtype, so the
 # differences are a few ulps from a different order of operations.
