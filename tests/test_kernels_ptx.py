@@ -4,14 +4,26 @@ This catches what the simulator cannot: code the CUDA target does not support,
 and float64 creeping into float32 kernels (a Python float constant, an
 int - float32 expression), which costs up to 64x on consumer GPUs. Needs
 NVVM, which the dev extra installs (numba-cuda[cu13]).
+
+Each kernel's registers and shared memory are printed (``pytest -s``): from
+``ptxas -v`` where ptxas is on PATH, otherwise the shared bytes declared in
+the PTX (registers are only known after ptxas). The line says which.
 """
+
+import re
+import shutil
+import subprocess
+from types import SimpleNamespace
 
 import pytest
 from numba import boolean, config, float32, float64, int64
 
 from fastmlp.kernels import (
     adam_update,
+    backward_input,
     bias_act_forward,
+    linear_backward,
+    linear_forward,
     relu_backward,
     sgd_update,
     sigmoid_backward,
@@ -33,18 +45,52 @@ def _signatures(t):
         # scalars arrive in the arrays' dtype: the launchers in kernels/__init__.py cast them
         "sgd_update": (sgd_update._sgd_update_cuda, (vec, vec, vec, t, t, boolean, t, int64)),
         "adam_update": (adam_update._adam_update_cuda, (vec,) * 4 + (t,) * 8 + (int64,)),
+        # the GEMMs: ..., part (the flat split-K scratch), k_chunk; their reduce kernels: part, split, ...
+        "linear_forward": (linear_forward._linear_forward_cuda, (mat, mat, vec, mat, int64, vec, int64)),
+        "linear_forward_reduce": (linear_forward._linear_forward_reduce_cuda, (vec, int64, vec, mat, int64)),
+        "linear_backward": (linear_backward._linear_backward_cuda, (mat, mat, mat, vec, vec, int64)),
+        "linear_backward_reduce": (linear_backward._linear_backward_reduce_cuda, (vec, int64, mat, vec)),
+        "backward_input": (backward_input._backward_input_cuda, (mat, mat, mat, mat, int64, vec, int64)),
+        "backward_input_reduce": (backward_input._backward_input_reduce_cuda, (vec, int64, mat, mat, int64)),
     }
 
 
 @pytest.fixture(scope="module")
 def compile_ptx():
     from numba import cuda
+    from numba.cuda import dispatcher
 
     try:
         cuda.compile_ptx(lambda a: None, (float32[::1],), cc=(9, 0))
     except Exception as exc:  # no NVVM / NVRTC library
         pytest.skip(f"cannot compile PTX here ({type(exc).__name__}); pip install 'numba-cuda[cu13]'")
-    return cuda.compile_ptx
+    with pytest.MonkeyPatch.context() as mp:
+        if not cuda.is_available():
+            # compile_ptx needs no GPU, but a kernel that calls a device function
+            # (the GEMMs' gemm_tiles) asks the current device for its compute
+            # capability; without one, answer sm_90, the target compiled for here
+            mp.setattr(dispatcher, "get_current_device", lambda: SimpleNamespace(compute_capability=(9, 0)))
+        yield cuda.compile_ptx
+
+
+def _resources(name, ptx):
+    """One line with the kernel's registers and shared memory, saying where they come from."""
+    ptxas = shutil.which("ptxas")
+    if ptxas:
+        note = ""
+        for _ in range(2):
+            proc = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90", "-o", "/dev/null", "-"], input=ptx, capture_output=True, text=True)
+            # an older ptxas than the NVVM that wrote the PTX refuses its .version; retry at the one it names
+            older = re.search(r"Unsupported \.version \S+; current version is '([\d.]+)'", proc.stderr)
+            if proc.returncode == 0 or not older:
+                break
+            ptx = re.sub(r"^\.version \S+", f".version {older.group(1)}", ptx, count=1, flags=re.M)
+            note = f" (PTX .version lowered to {older.group(1)} for this ptxas)"
+        assert proc.returncode == 0, f"{name}: ptxas rejects the PTX:\n{proc.stderr}"
+        used = re.search(r"Used .*", proc.stderr)
+        return f"{name}: ptxas -v sm_90: {used.group(0) if used else proc.stderr.strip()}{note}"
+    smem = sum(int(n) for n in re.findall(r"\.shared \.align \d+ \.b8 \S+\[(\d+)\]", ptx))
+    return f"{name}: no ptxas on PATH; from the PTX: {smem} bytes of static shared memory, registers unknown"
 
 
 @pytest.mark.parametrize("name", list(_signatures(float32)))
@@ -53,6 +99,7 @@ def test_float32_kernels_compile_without_float64_math(compile_ptx, name):
     ptx, _ = compile_ptx(kernel.py_func, sig, cc=(9, 0))
     f64 = [line.strip() for line in ptx.splitlines() if ".f64" in line]
     assert not f64, f"{name}: float64 instructions in the float32 kernel, e.g. {f64[:3]}"
+    print(_resources(f"{name} float32", ptx))
 
 
 @pytest.mark.parametrize("name", list(_signatures(float64)))
@@ -60,3 +107,4 @@ def test_float64_kernels_compile(compile_ptx, name):
     kernel, sig = _signatures(float64)[name]
     ptx, _ = compile_ptx(kernel.py_func, sig, cc=(9, 0))
     assert ".entry" in ptx
+    print(_resources(f"{name} float64", ptx))
