@@ -32,12 +32,15 @@ from . import common as bench
 
 # (group, substring of "file:function" in the profile); the first match wins
 GROUPS = [
-    ("forward pass (matmul + bias/activation kernel)", "model.py:forward"),
-    ("backward pass (matmul + activation backward)", "model.py:backward"),
+    ("forward pass (matmul + bias/activation kernel)", "linear_forward"),
     ("forward pass (matmul + bias/activation kernel)", "bias_act_forward"),
+    ("backward pass (matmul + activation backward)", "linear_backward"),
+    ("backward pass (matmul + activation backward)", "backward_input"),
     ("backward pass (matmul + activation backward)", "_backward"),
     ("softmax cross-entropy kernel", "softmax_xent"),
+    ("step loss sum", "sum_into"),
     ("optimiser update kernel", "sgd_update"),
+    ("batch gather (take)", "gather_batch"),
     ("batch gather (take)", "take"),
 ]
 
@@ -55,7 +58,8 @@ def _grouped(profile):
 
 def _gemm_only_epoch(model, ws, steps, batch):
     """The epoch's matrix multiplies alone, in the trainer's order, into its buffers."""
-    layers, acts, dacts, ones = model.layers, ws.acts, ws.dacts, ws.ones
+    layers, acts, dacts = model.layers, ws.acts, ws.dacts
+    ones = np.ones(batch, dtype=model.dtype)
     grads = model.views(np.empty_like(model.params))
     x = ws.x[:batch]
     t0 = time.perf_counter()
@@ -99,8 +103,8 @@ def main(argv=None):
         trainer.train_epoch(X, y, 0.05)
     profile.disable()
     total, groups = _grouped(profile)
-    buf = trainer._buffers(X.shape[0])
-    gemm = statistics.median(_gemm_only_epoch(model, buf.ws, buf.steps, buf.batch) for _ in range(args.epochs))
+    step = trainer.prepare_step(X, y)
+    gemm = statistics.median(_gemm_only_epoch(model, step.ws, step.steps, step.batch) for _ in range(args.epochs))
 
     epoch_s = statistics.median(plain)
     rows = [{"what": g, "seconds_per_epoch": s / args.epochs, "share": s / total}

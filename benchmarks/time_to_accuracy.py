@@ -34,7 +34,7 @@ def time_to(device, ds, target, max_epochs, seed=0):
     steps = -(-len(x) // d["batch_size"])
     schedule = make_schedule(d["schedule"], d["lr"], steps * d["epochs"], steps)
     t0 = time.perf_counter()
-    trainer._buffers(len(x))  # allocate + compile, timed on its own below
+    trainer.prepare_step(x, y)  # allocate + compile (+ capture on a GPU), timed on its own
     compile_s = time.perf_counter() - t0
     clock, curve = 0.0, []
     for epoch in range(1, max_epochs + 1):

@@ -11,6 +11,7 @@ CuPy is only imported when ``cuda`` is asked for, never to test a type.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -35,11 +36,12 @@ class Backend:
         kernels  fastmlp.kernels.KernelSet for this device
     """
 
-    def __init__(self, name, xp, kernels, device_id=None):
+    def __init__(self, name, xp, kernels, device_id=None, stream=None):
         self.name = name
         self.xp = xp
         self.kernels = kernels
         self.device_id = device_id
+        self.stream = stream  # CUDA: the one non-blocking CuPy stream all work goes to
 
     def __repr__(self):
         return f"Backend({self.name!r})"
@@ -61,7 +63,34 @@ class Backend:
     def synchronize(self):
         """Wait for all queued work on this device (no-op on the CPU)."""
         if self.is_gpu:
-            self.xp.cuda.get_current_stream().synchronize()
+            self.stream.synchronize()
+
+    def activate(self):
+        """A context in which CuPy queues its work on this backend's stream, the one
+        the Numba kernels use (CuPy's current stream is per thread). No-op on the CPU."""
+        return self.stream if self.is_gpu else contextlib.nullcontext()
+
+    def kernel_array(self, a):
+        """``a`` as the kernels take it fastest: on CUDA a CuPy array becomes a Numba
+        device view (``sync=False``), made once instead of at every launch."""
+        if self.is_gpu and type(a).__module__.startswith("cupy"):
+            from numba import cuda
+
+            return cuda.as_cuda_array(a, sync=False)
+        return a
+
+    def capture(self, fn):
+        """Run ``fn`` (kernel launches only) under CUDA stream capture and return the
+        graph; ``graph.launch(stream=backend.stream)`` replays it. A failure ends the
+        capture before it propagates, so the stream stays usable."""
+        s = self.stream
+        with s:
+            s.begin_capture()
+            try:
+                fn()
+            finally:
+                graph = s.end_capture()
+        return graph
 
     def gather(self, a, idx, out):
         """out[:] = a[idx] along the first axis, without allocating (idx in range)."""
@@ -114,9 +143,13 @@ def _cuda_backend(device_id):
 
     cupy.cuda.Device(device_id).use()
     numba_cuda.select_device(device_id)
-    stream_ptr = cupy.cuda.get_current_stream().ptr
-    stream = numba_cuda.external_stream(stream_ptr) if stream_ptr else numba_cuda.default_stream()
-    return Backend(f"cuda:{device_id}", cupy, kernels.cuda_kernels(stream), device_id=device_id)
+    # One non-blocking stream for everything: CUDA graphs cannot be captured on the
+    # legacy default stream, and CuPy and Numba must queue on the same stream to be
+    # ordered. CuPy's current stream is per thread; Backend.activate() sets it.
+    stream = cupy.cuda.Stream(non_blocking=True)
+    stream.use()
+    launch_stream = numba_cuda.external_stream(stream.ptr)
+    return Backend(f"cuda:{device_id}", cupy, kernels.cuda_kernels(launch_stream), device_id=device_id, stream=stream)
 
 
 def parse_device(device):

@@ -623,8 +623,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _run(self, Xd, y_enc, X_val, y_val, rs, incremental):
         """scikit-learn's epoch loop around Trainer.train_epoch."""
-        model, bk = self._model, self._model.backend
-        xp = model.xp
+        model = self._model
         trainer, batch = self._trainer_for(Xd.shape[0])
         Xd, yd = trainer.prepare(Xd, y_enc)
         if X_val is not None:
@@ -635,7 +634,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         rows[-1] = n - batch * (steps - 1)
         alpha = float(self.alpha)
         self._optimizer.weight_decay = alpha / batch
-        w = model.params[: model.n_weights]
+        trainer.track_weight_sq = bool(alpha)
         sample_idx = np.arange(n)
         early_stopping = self.early_stopping
         try:
@@ -644,22 +643,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 if self.shuffle:
                     sample_idx = sk_shuffle(sample_idx, random_state=rs)
                 # The L2 part of scikit-learn's loss uses the weights before each step:
-                # the learning-rate callback runs just before each step, so it adds them up.
-                sq = xp.zeros((), dtype=np.float64)
-                lr = self._lr
-
-                def lr_at(_step, sq=sq, lr=lr):
-                    if alpha:
-                        sq += xp.dot(w, w)
-                    return lr
-
+                # the trainer sums |W|^2 on the device before every update (track_weight_sq).
                 try:
-                    losses = trainer.train_epoch(Xd, yd, lr=lr_at, permutation=sample_idx)
+                    losses = trainer.train_epoch(Xd, yd, lr=self._lr, permutation=sample_idx)
                 except DivergenceError as exc:
                     raise ValueError(
                         f"Solver produced non-finite parameter weights ({exc}). The input data may contain large "
                         "values and need to be preprocessed."
                     ) from None
+                sq = trainer.epoch_weight_sq.sum() if alpha else 0.0
                 self.n_iter_ += 1
                 self.loss_ = float((losses * rows).sum() + 0.5 * alpha * float(sq)) / n
                 self.t_ += n

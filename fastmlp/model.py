@@ -37,7 +37,7 @@ class Workspace:
     acts[l]   (B, d_l) for l = 1..L: the output of layer l (acts[L] holds the
               logits, then dlogits after the loss kernel)
     dacts[l]  (B, d_l) for l = 1..L-1: gradient w.r.t. layer l's output
-    row_loss  (B,) loss per row;  x, y: the gathered batch;  ones (B,)
+    row_loss  (B,) loss per row;  x, y: the gathered batch
     """
 
     def __init__(self, xp, sizes, batch_size, dtype):
@@ -47,9 +47,35 @@ class Workspace:
         self.acts = [None] + [xp.zeros((batch_size, d), dtype=dtype) for d in sizes[1:]]
         self.dacts = [None] + [xp.zeros((batch_size, d), dtype=dtype) for d in sizes[1:-1]] + [None]
         self.row_loss = xp.zeros(batch_size, dtype=dtype)
-        # ones @ delta sums the batch's rows for the bias gradient: a BLAS matrix-vector
-        # product, three times faster on the CPU than a reduction over axis 0
-        self.ones = xp.ones(batch_size, dtype=dtype)
+
+
+def forward_pass(k, layers, codes, x, acts):
+    """Logits (n, dL) for x (n, d0): one ``linear_forward`` kernel per layer.
+
+    k: a KernelSet; layers: Layer(W, b) views; codes: the activation code of each
+    layer (IDENTITY for the last); acts: Workspace.acts, filled for the backward pass."""
+    n, a = x.shape[0], x
+    for l, (layer, code) in enumerate(zip(layers, codes)):
+        z = acts[l + 1][:n]
+        k.linear_forward(a, layer.W, layer.b, z, code)
+        a = z
+    return a
+
+
+def backward_pass(k, layers, codes, x, acts, dacts, grads):
+    """Fill ``grads`` (Layer views) with the gradient of the mean loss, given dlogits
+    in acts[L][:n]: per layer, ``linear_backward`` (dW, db), then ``backward_input``
+    (the gradient w.r.t. the layer's input, through the previous activation), which
+    still reads the old W: the optimiser runs after the whole backward pass."""
+    n = x.shape[0]
+    delta = acts[len(layers)][:n]
+    for l in range(len(layers) - 1, -1, -1):
+        a_in = x if l == 0 else acts[l][:n]
+        k.linear_backward(a_in, delta, grads[l].W, grads[l].b)
+        if l > 0:
+            d_in = dacts[l][:n]
+            k.backward_input(delta, layers[l].W, a_in, d_in, codes[l - 1])
+            delta = d_in
 
 
 def check_sizes(sizes):
@@ -144,39 +170,26 @@ class MLP:
 
     def get_layers(self):
         """The parameters as a list of (W, b) NumPy arrays (copies)."""
-        return [(self.backend.to_host(l.W), self.backend.to_host(l.b)) for l in self.layers]
+        return [(np.array(self.backend.to_host(l.W)), np.array(self.backend.to_host(l.b))) for l in self.layers]
 
     def workspace(self, batch_size):
         return Workspace(self.xp, self.sizes, batch_size, self.dtype)
 
+    @property
+    def codes(self):
+        """The activation code of each layer for the kernels: the hidden activation, then IDENTITY."""
+        return (self.activation.code,) * (self.n_layers - 1) + (IDENTITY,)
+
     def forward(self, x, ws):
         """Logits (n, dL) for x (n, d0) with n <= ws.batch_size; keeps each layer's
         output in ``ws.acts`` for the backward pass."""
-        xp, n, last = self.xp, x.shape[0], self.n_layers - 1
-        bias_act = self.backend.kernels.bias_act_forward
-        a = x
-        for l, layer in enumerate(self.layers):
-            z = ws.acts[l + 1][:n]
-            xp.matmul(a, layer.W, out=z)
-            bias_act(z, layer.b, self.activation.code if l < last else IDENTITY)
-            a = z
-        return a
+        return forward_pass(self.backend.kernels, self.layers, self.codes, x, ws.acts)
 
     def backward(self, x, ws, grads):
         """Fill ``grads`` (a list of Layer views, like ``self.layers``) with the gradient
         of the mean loss. Expects ``ws.acts[L][:n]`` to hold dlogits (the loss kernel
         writes it there); overwrites ``ws.dacts``."""
-        xp, n = self.xp, x.shape[0]
-        delta = ws.acts[self.n_layers][:n]
-        for l in range(self.n_layers - 1, -1, -1):
-            a_in = x if l == 0 else ws.acts[l][:n]
-            xp.matmul(a_in.T, delta, out=grads[l].W)
-            xp.matmul(ws.ones[:n], delta, out=grads[l].b)
-            if l > 0:
-                d_in = ws.dacts[l][:n]
-                xp.matmul(delta, self.layers[l].W.T, out=d_in)
-                self.activation.backward(a_in, d_in)
-                delta = d_in
+        backward_pass(self.backend.kernels, self.layers, self.codes, x, ws.acts, ws.dacts, grads)
 
     def loss_and_grad(self, x, y, ws, grads):
         """Cross-entropy of each row (a device view (n,), left there so no sync is

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
@@ -18,7 +20,17 @@ SCHEDULES = ("constant", "step", "cosine")
 
 
 class Optimizer:
-    """Base: the flat params, the device's kernels and the step count."""
+    """Base: the flat params, the step count, and the one-kernel update.
+
+    The update kernels read the learning rate from a device array ``lrs`` at the
+    step counter ``state[0]`` and the step number from ``state[1]`` (see
+    ``kernels/sgd_update.py``), so the trainer's step can be replayed as a CUDA
+    graph. :meth:`step` is the one-off form with a number for the rate.
+
+    ``decay_per_row``, when set, replaces ``weight_decay`` by ``decay_per_row /
+    rows in the batch`` for each step (scikit-learn's ``alpha / batch rows``, also
+    for the short last batch).
+    """
 
     def __init__(self, backend, params, n_decay, weight_decay=0.0):
         if not weight_decay >= 0:
@@ -28,12 +40,35 @@ class Optimizer:
         self.params = params
         self.n_decay = int(n_decay)
         self.weight_decay = float(weight_decay)
+        self.decay_per_row = None
         self.t = 0
+        self._lr1 = self.xp.zeros(1, dtype=params.dtype)  # for step(): lrs and state of one step
+        self._state1 = self.xp.zeros(2, dtype=np.int64)
 
-    def step(self, grad, lr):
-        """params <- update(params, grad + weight_decay * W) in place, one fused kernel."""
+    def step(self, grad, lr, rows=None):
+        """params <- update(params, grad + weight_decay * W) in place with learning rate ``lr``."""
+        self._lr1[...] = lr
+        self._state1[...] = self.xp.asarray(np.array([0, self.t]))
+        self.update(self.backend.kernels, grad, self._lr1, self._state1, rows)
         self.t += 1
-        self._update(grad, lr)
+
+    def decay(self, rows=None):
+        """The L2 coefficient for a step over ``rows`` rows."""
+        if self.decay_per_row is not None and rows:
+            return float(self.decay_per_row) / rows
+        return self.weight_decay
+
+    def update(self, k, grad, lrs, state, rows=None):
+        """Launch the update kernel of KernelSet ``k`` (does not move ``t``)."""
+        raise NotImplementedError
+
+    def buffers(self):
+        """The state arrays the update changes besides the parameters."""
+        return []
+
+    def settings(self, rows=None):
+        """The numbers a launch bakes in: a captured graph is only valid while they hold."""
+        return (type(self).__name__, self.decay(rows))
 
     def state(self):
         """Arrays and counters to checkpoint (name -> array or number)."""
@@ -67,16 +102,15 @@ class SGD(Optimizer):
         # plain SGD keeps no velocity: the kernel takes an empty array for "none"
         self.velocity = self.xp.zeros(params.size if momentum else 0, dtype=params.dtype)
 
-    def warm_up(self):
-        """Compile the update kernel on throwaway one-element arrays (changes no state)."""
-        e = self.xp.zeros(1, dtype=self.params.dtype)
-        v = self.xp.zeros(1 if self.velocity.size else 0, dtype=self.params.dtype)
-        self.backend.kernels.sgd_update(e, e.copy(), v, 0.0, self.momentum, self.nesterov, 0.0, 0)
+    def update(self, k, grad, lrs, state, rows=None):
+        k.sgd_update(self.params, grad, self.velocity, lrs, state, self.momentum, self.nesterov, self.decay(rows),
+                     self.n_decay)
 
-    def _update(self, grad, lr):
-        self.backend.kernels.sgd_update(
-            self.params, grad, self.velocity, lr, self.momentum, self.nesterov, self.weight_decay, self.n_decay
-        )
+    def buffers(self):
+        return [self.velocity] if self.velocity.size else []
+
+    def settings(self, rows=None):
+        return super().settings(rows) + (self.momentum, self.nesterov)
 
     def state(self):
         out = super().state()
@@ -95,28 +129,31 @@ class Adam(Optimizer):
 
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
     p <- p - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+
+    ``sklearn_eps=True`` adds eps to sqrt(v) instead, as scikit-learn does.
     """
 
-    def __init__(self, backend, params, n_decay, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    def __init__(self, backend, params, n_decay, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                 sklearn_eps=False):
         super().__init__(backend, params, n_decay, weight_decay)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ConfigError(f"Adam betas must be in [0, 1), got {beta1}, {beta2}")
         if not eps > 0:
             raise ConfigError(f"Adam eps must be > 0, got {eps}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.sklearn_eps = bool(sklearn_eps)
         self.m = self.xp.zeros_like(params)
         self.v = self.xp.zeros_like(params)
 
-    def warm_up(self):
-        """Compile the update kernel on throwaway one-element arrays (changes no state)."""
-        e = [self.xp.zeros(1, dtype=self.params.dtype) for _ in range(4)]
-        self.backend.kernels.adam_update(*e, 0.0, self.beta1, self.beta2, self.eps, 1, 0.0, 0)
+    def update(self, k, grad, lrs, state, rows=None):
+        k.adam_update(self.params, grad, self.m, self.v, lrs, state, self.beta1, self.beta2, self.eps,
+                      self.decay(rows), self.n_decay, self.sklearn_eps)
 
-    def _update(self, grad, lr):
-        self.backend.kernels.adam_update(
-            self.params, grad, self.m, self.v, lr, self.beta1, self.beta2, self.eps, self.t,
-            self.weight_decay, self.n_decay,
-        )
+    def buffers(self):
+        return [self.m, self.v]
+
+    def settings(self, rows=None):
+        return super().settings(rows) + (self.beta1, self.beta2, self.eps, self.sklearn_eps)
 
     def state(self):
         return {**super().state(), "m": self.m, "v": self.v}

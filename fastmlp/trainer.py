@@ -3,21 +3,22 @@
 Everything the loop touches lives on the model's device and is allocated
 before the first step: the training set, the batch and activation buffers
 (:class:`~fastmlp.model.Workspace`), the flat gradient buffer, the optimiser
-state and the per-step losses. Each epoch draws a permutation on the device,
-gathers batches with it, and reads the losses back once, at the end of the
-epoch, so a GPU never waits for the host inside an epoch.
+state and the per-step losses. A step is a fixed list of kernel calls
+(:class:`~fastmlp.step.TrainStep`); each epoch writes its permutation, the
+learning rate of every step and the step counter to the device once, runs the
+steps (on a GPU, by replaying CUDA graphs of them), and reads the losses back
+once, at the end, so a GPU never waits for the host inside an epoch.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
-
 import numpy as np
 
 from .errors import ConfigError, DivergenceError
 from .optim import make_optimizer, make_schedule
+from .step import TrainStep, check_graph_options
 
 
 def _check_xy(model, X, y, what):
@@ -49,19 +50,14 @@ def _epoch_seed(seed, epoch):
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
 
 
-class _EpochBuffers(NamedTuple):
-    n: int  # rows in the training set
-    batch: int  # batch size (<= n)
-    steps: int  # batches per epoch, the last one possibly shorter
-    rows: np.ndarray  # (steps,) rows in each batch, host
-    ws: object  # Workspace for the batch size
-    step_loss: object  # (steps,) device buffer: summed loss of each step
-
-
 class Trainer:
     """Mini-batch training of an :class:`~fastmlp.model.MLP` with a fused loss kernel.
 
     optimizer: 'sgd' | 'momentum' | 'nesterov' | 'adam'; schedule: 'constant' | 'step' | 'cosine'.
+    cuda_graph: 'auto' (on a GPU, replay the step as a CUDA graph when it can be
+    captured, else run it eagerly and say why in ``graph_info``), 'on' (capture
+    or raise), 'off' (eager). graph_scope: 'step' (a graph per step) or 'epoch'
+    (the whole epoch as one graph). Both are ignored on the CPU.
     """
 
     def __init__(
@@ -76,6 +72,8 @@ class Trainer:
         seed=0,
         progress=True,
         log=print,
+        cuda_graph="auto",
+        graph_scope="step",
     ):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
@@ -91,9 +89,14 @@ class Trainer:
         self.seed = seed
         self.progress = progress
         self.log = log or (lambda *_: None)
-        self.grads = model.xp.zeros_like(model.params)
-        self.grad_layers = model.views(self.grads)
-        self._buf = None
+        check_graph_options(cuda_graph, graph_scope)
+        if cuda_graph == "on" and not model.backend.is_gpu:
+            raise ConfigError(f"cuda_graph='on' needs a CUDA device, but the model is on {model.backend.name}; "
+                              "use 'auto' or 'off'")
+        self.cuda_graph, self.graph_scope = cuda_graph, graph_scope
+        self.track_weight_sq = False  # MLPClassifier: |W|^2 before each step, for its loss
+        self.graph_info = {"mode": "eager", "scope": None, "reason": "no epoch run yet"}
+        self._step = None
         self.history = {
             "epoch": [],
             "train_loss": [],
@@ -134,13 +137,17 @@ class Trainer:
             raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
         if permutations is not None and len(permutations) < epochs:
             raise ConfigError(f"{len(permutations)} permutations given for {epochs} epochs; give one per epoch")
+        with self.backend.activate():
+            return self._fit(X, y, epochs, X_test, y_test, X_val, y_val, permutations, total_epochs, on_epoch)
+
+    def _fit(self, X, y, epochs, X_test, y_test, X_val, y_val, permutations, total_epochs, on_epoch):
         X, y = self.prepare(X, y)
         evals = {}
         for name, (Xe, ye) in {"test": (X_test, y_test), "val": (X_val, y_val)}.items():
             if Xe is not None:
                 evals[name] = self.prepare(Xe, ye, f"{name} data")
         n = X.shape[0]
-        steps = self._buffers(n).steps
+        steps = -(-n // min(self.batch_size, n))
         total = total_epochs or self.epochs_done + int(epochs)
         schedule = make_schedule(self.schedule_name, self.lr, steps * total, steps)
         for i in range(int(epochs)):
@@ -153,7 +160,7 @@ class Trainer:
             elapsed = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
-            self._record(epoch, losses, self._buffers(n).rows, elapsed, n, lr_epoch, X, y, evals)
+            self._record(epoch, losses, self._step.rows, elapsed, n, lr_epoch, X, y, evals)
             if on_epoch is not None:
                 on_epoch(self)
         return self.history
@@ -161,69 +168,63 @@ class Trainer:
     def train_epoch(self, X, y, lr, permutation=None, bar=None):
         """One pass over X, y (device arrays from :meth:`prepare`) in mini-batches.
 
-        ``lr`` is a number or a function of the global step count. The batch order
-        is a permutation drawn on the device from (seed, epoch), so an epoch can be
-        replayed without saving any RNG state; ``permutation`` (host indices)
-        overrides it. Returns the mean loss of each step as a host float64 array,
-        read back once, at the end; a non-finite loss is a DivergenceError.
+        ``lr`` is a number or a function of the global step count, evaluated for
+        every step of the epoch before it starts. The batch order is a permutation
+        drawn on the device from (seed, epoch), so an epoch can be replayed without
+        saving any RNG state; ``permutation`` (host indices) overrides it. Returns
+        the mean loss of each step as a host float64 array, read back once, at the
+        end; a non-finite loss is a DivergenceError.
         """
-        m, bk, xp = self.model, self.backend, self.model.xp
-        n = X.shape[0]
-        buf = self._buffers(n)
-        ws, B, step_loss = buf.ws, buf.batch, buf.step_loss
-        lr_at = lr if callable(lr) else (lambda _step, value=float(lr): value)
-        epoch = self.epochs_done + 1
-        if permutation is not None:
-            perm = bk.asarray(permutation, dtype=np.int64)
-        else:
-            perm = bk.permutation(bk.rng(_epoch_seed(self.seed, epoch)), n)
-        for s in range(buf.steps):
-            idx = perm[s * B : (s + 1) * B]
-            k = idx.shape[0]
-            xb = bk.gather(X, idx, ws.x[:k])
-            yb = bk.gather(y, idx, ws.y[:k])
-            row_loss = m.loss_and_grad(xb, yb, ws, self.grad_layers)
-            xp.sum(row_loss, keepdims=True, out=step_loss[s : s + 1])
-            self.optimizer.step(self.grads, lr_at(self.step_count))
-            self.step_count += 1
-            if bar is not None:
-                bar.update(1)
-        losses = bk.to_host(step_loss).astype(np.float64) / buf.rows  # the one sync of the epoch
+        bk = self.backend
+        with bk.activate():
+            step = self.prepare_step(X, y)
+            lr_at = lr if callable(lr) else (lambda _step, value=float(lr): value)
+            lrs = [lr_at(self.step_count + i) for i in range(step.steps)]
+            epoch = self.epochs_done + 1
+            if permutation is not None:
+                perm = bk.asarray(permutation, dtype=np.int64)
+            else:
+                perm = bk.permutation(bk.rng(_epoch_seed(self.seed, epoch)), step.n)
+            step.start_epoch(perm, lrs, self.optimizer.t)
+            step.run_epoch(None if bar is None else (lambda: bar.update(1)))
+            losses = bk.to_host(step.step_loss).astype(np.float64) / step.rows  # the one sync of the epoch
+            if step.weight_sq is not None:
+                self.epoch_weight_sq = bk.to_host(step.weight_sq).astype(np.float64)
+        self.optimizer.t += step.steps
+        self.step_count += step.steps
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             raise DivergenceError(
-                f"loss became {losses[bad[0]]} at epoch {epoch}, step {bad[0] + 1} of {buf.steps}; "
-                f"lower the learning rate (now {lr_at(self.step_count - buf.steps + bad[0]):g}) "
-                "or check the data for extreme values"
+                f"loss became {losses[bad[0]]} at epoch {epoch}, step {bad[0] + 1} of {step.steps}; "
+                f"lower the learning rate (now {lrs[bad[0]]:g}) or check the data for extreme values"
             )
         self.epochs_done = epoch
         return losses
 
-    def _buffers(self, n):
-        """Workspace, per-step loss buffer and step sizes for a training set of n rows,
-        allocated on first use and reused by every later epoch."""
-        if self._buf is None or self._buf.n != n:
-            B = min(self.batch_size, n)
-            steps = -(-n // B)
-            rows = np.full(steps, B, dtype=np.float64)
-            rows[-1] = n - B * (steps - 1)
-            ws = self.model.workspace(B)
-            self._buf = _EpochBuffers(n, B, steps, rows, ws, self.model.xp.zeros(steps, dtype=self.model.dtype))
-            self.history["steps_per_epoch"] = steps
-            self._warm_up(ws)
-        return self._buf
-
-    def _warm_up(self, ws):
-        """Compile the kernels (or load them from Numba's cache) before the first
-        timed epoch, on one row of zeros, so epoch times measure training only."""
-        t0 = time.perf_counter()
-        self.model.loss_and_grad(ws.x[:1], ws.y[:1], ws, self.grad_layers)
-        self.optimizer.warm_up()
-        self.backend.synchronize()
-        seconds = time.perf_counter() - t0
-        self.history["compile_time"] = seconds
-        if seconds > 0.5:
-            self.log(f"compiled kernels in {seconds:.1f} s (cached for later runs)")
+    def prepare_step(self, X, y):
+        """The :class:`~fastmlp.step.TrainStep` for X, y (device arrays from :meth:`prepare`):
+        built, warmed up (compiling the kernels, timed as ``history['compile_time']``)
+        and, on a GPU, captured as CUDA graphs on first use; reused while X, y, the
+        batch size and the optimiser's settings stay the same."""
+        step = self._step
+        stale = step is None or step.batch != min(self.batch_size, X.shape[0]) or not step.still_valid(X, y, self.optimizer)
+        if stale or (self.track_weight_sq and step.weight_sq is None):
+            self._step = None  # free the old buffers first
+            step = TrainStep(self.model, self.optimizer, X, y, self.batch_size, self.track_weight_sq)
+            t0 = time.perf_counter()
+            step.warm_up()
+            step.capture(self.cuda_graph, self.graph_scope)
+            self.backend.synchronize()
+            seconds = time.perf_counter() - t0
+            self.history["compile_time"] = seconds
+            self.history["steps_per_epoch"] = step.steps
+            self.graph_info = step.graph_info
+            if seconds > 0.5:
+                self.log(f"compiled kernels in {seconds:.1f} s (cached for later runs)")
+            if self.backend.is_gpu and self.cuda_graph == "auto" and step.graph_info["mode"] != "graph":
+                self.log(f"CUDA graphs not used: {step.graph_info['reason']}")
+            self._step = step
+        return step
 
     def _bar(self, steps, epoch):
         if not self.progress:
@@ -265,6 +266,11 @@ def evaluate(model, X, y, batch_size=8192):
     """(mean loss, accuracy) of ``model`` on device arrays X (n, d0), y (n,), as Python floats.
 
     Runs in chunks on the device with the same fused loss kernel as training."""
+    with model.backend.activate():
+        return _evaluate(model, X, y, batch_size)
+
+
+def _evaluate(model, X, y, batch_size):
     xp, n = model.xp, X.shape[0]
     bs = max(1, min(batch_size, n))
     ws = model._eval_ws

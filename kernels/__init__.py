@@ -1,41 +1,45 @@
-"""Numba kernels for the steps that NumPy/CuPy would otherwise do in several passes.
+"""Numba kernels: every operation of a training step, for the CPU and for CUDA.
 
 Installed as ``fastmlp.kernels``. Each module holds one operation: a docstring
 with the math and shapes, a plain-NumPy reference, the CPU kernel
-(``numba.njit``) and the CUDA kernel (``numba.cuda.jit``). The tests compare both
-kernels with the same reference.
+(``numba.njit``, or NumPy's BLAS plus Numba epilogues for the GEMMs) and the
+CUDA kernel (``numba.cuda.jit``). The tests compare both with the same reference.
 
-All kernels work in place on preallocated buffers:
+A training step is only these calls, on preallocated buffers, all in place:
 
-    softmax_xent(logits, labels, row_loss)   logits -> dlogits, row_loss <- loss per row
+    gather_batch(X, y, perm, state, batch, xb, yb)   the step's rows, by perm and state[0]
+    linear_forward(a, W, b, out, code)               out = act(a @ W + b)
+    softmax_xent(logits, labels, row_loss)           logits -> dlogits, row_loss <- loss per row
+    sum_into(row_loss, step_loss, state, squared)    step_loss[state[0]] = sum(row_loss) (or of squares)
+    linear_backward(a, delta, dW, db)                dW = a.T @ delta, db = delta summed over rows
+    backward_input(delta, W, out_prev, d_prev, code) d_prev = (delta @ W.T) * act'(out_prev)
+    sgd_update(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay)
+    adam_update(params, grads, m, v, lrs, state, beta1, beta2, eps, weight_decay, n_decay, sklearn_eps)
+                                                     one pass over the flat parameter buffer,
+                                                     lr = lrs[state[0]], t = state[1] + 1
+    advance(state)                                   state += 1: the next step
+
+``state`` (int64 (2,): step within the epoch, steps done) and ``lrs`` (the
+learning rate of every step of the epoch) live on the device, so on a GPU the
+whole step can be captured once as a CUDA graph and replayed: nothing per step
+comes from the host. Also here, for evaluation and the fused epilogues:
+
     bias_act_forward(z, b, code)             z <- act(z + b), code: IDENTITY/RELU/SIGMOID/TANH
     relu_backward(out, dout)                 dout *= relu'(z), from out = relu(z)
     sigmoid_backward(out, dout)              dout *= s (1 - s), from out = s
     tanh_backward(out, dout)                 dout *= 1 - y**2, from out = y
-    sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay, n_decay)
-    adam_update(params, grads, m, v, lr, beta1, beta2, eps, t, weight_decay, n_decay)
-                                             one pass over the flat parameter buffer
-
-The dense layer's GEMMs, with their epilogues fused (the CUDA launchers are
-``linear_ops.CudaLinearOps``; n = batch rows):
-    linear_forward(a, W, b, out, code)       out <- act(a @ W + b)
-    linear_backward(a, delta, dW, db)        dW <- a.T @ delta, db <- delta.sum(axis=0)
-    backward_input(delta, W, out_prev, d_prev, code)
-                                             d_prev <- (delta @ W.T) * act'(out_prev)
 """
 
-import math
 from typing import Callable, NamedTuple
 
 from .adam_update import (
     _adam_update_cuda,
+    adam_scalars,
     adam_update_cpu,
     adam_update_reference,
 )
-from .backward_input import (
-    backward_input_cpu,
-    backward_input_reference,
-)
+from .advance import _advance_cuda, advance_cpu
+from .backward_input import backward_input_cpu, backward_input_reference
 from .bias_act_forward import (
     IDENTITY,
     RELU,
@@ -45,28 +49,26 @@ from .bias_act_forward import (
     bias_act_forward_cpu,
     bias_act_forward_reference,
 )
-from .linear_backward import (
-    linear_backward_cpu,
-    linear_backward_reference,
-)
-from .linear_forward import (
-    linear_forward_cpu,
-    linear_forward_reference,
-)
+from .gather_batch import _gather_batch_cuda, gather_batch_cpu, gather_batch_reference
+from .linear_backward import linear_backward_cpu, linear_backward_reference
+from .linear_forward import linear_forward_cpu, linear_forward_reference
+from .linear_ops import CudaLinearOps
+from .sum_into import THREADS as SUM_THREADS
+from .sum_into import _sum_into_cuda, sum_into_cpu, sum_into_reference
 from .relu_backward import (
     _relu_backward_cuda,
     relu_backward_cpu,
     relu_backward_reference,
 )
-from .sigmoid_backward import (
-    _sigmoid_backward_cuda,
-    sigmoid_backward_cpu,
-    sigmoid_backward_reference,
-)
 from .sgd_update import (
     _sgd_update_cuda,
     sgd_update_cpu,
     sgd_update_reference,
+)
+from .sigmoid_backward import (
+    _sigmoid_backward_cuda,
+    sigmoid_backward_cpu,
+    sigmoid_backward_reference,
 )
 from .softmax_xent import (
     _softmax_xent_cuda,
@@ -88,6 +90,8 @@ __all__ = [
     "SIGMOID",
     "TANH",
     "bias_act_forward_reference",
+    "gather_batch_reference",
+    "sum_into_reference",
     "softmax_xent_reference",
     "relu_backward_reference",
     "sigmoid_backward_reference",
@@ -97,68 +101,81 @@ __all__ = [
     "linear_forward_reference",
     "linear_backward_reference",
     "backward_input_reference",
-    "linear_forward_cpu",
-    "linear_backward_cpu",
-    "backward_input_cpu",
 ]
 
 
 class KernelSet(NamedTuple):
-    """The kernels of one device, called the same way on either."""
+    """The kernels of one device, called the same way on either (see the module docstring)."""
 
+    gather_batch: Callable
+    linear_forward: Callable
     softmax_xent: Callable
+    sum_into: Callable
+    linear_backward: Callable
+    backward_input: Callable
+    sgd_update: Callable
+    adam_update: Callable
+    advance: Callable
     bias_act_forward: Callable
     relu_backward: Callable
     sigmoid_backward: Callable
     tanh_backward: Callable
-    sgd_update: Callable
-    adam_update: Callable
 
 
 CPU_KERNELS = KernelSet(
+    gather_batch=gather_batch_cpu,
+    linear_forward=linear_forward_cpu,
     softmax_xent=softmax_xent_cpu,
+    sum_into=sum_into_cpu,
+    linear_backward=linear_backward_cpu,
+    backward_input=backward_input_cpu,
+    sgd_update=sgd_update_cpu,
+    adam_update=adam_update_cpu,
+    advance=advance_cpu,
     bias_act_forward=bias_act_forward_cpu,
     relu_backward=relu_backward_cpu,
     sigmoid_backward=sigmoid_backward_cpu,
     tanh_backward=tanh_backward_cpu,
-    sgd_update=sgd_update_cpu,
-    adam_update=adam_update_cpu,
 )
 
 THREADS_PER_BLOCK = 128
 
 
 def cuda_kernels(stream=None):
-    """Launchers for the CUDA kernels, bound to a Numba stream.
+    """Launchers for the CUDA kernels, bound to one Numba stream.
 
-    The arrays may be CuPy arrays (or anything with ``__cuda_array_interface__``).
-    They are wrapped with ``sync=False``: by default Numba synchronises on the
-    stream an array reports every time a kernel receives it, a host round trip
-    per launch. Ordering comes from launching on the same stream that CuPy
-    uses for its matmuls instead.
+    The arrays may be Numba device arrays (taken as they are: the trainer wraps
+    its buffers once) or CuPy arrays, which are wrapped per call with
+    ``sync=False``: by default Numba synchronises on the stream an array reports
+    every time a kernel receives it, a host round trip per launch. Ordering
+    comes from launching everything, CuPy's work included, on one stream.
+    No launcher allocates, so a training step can be captured as a CUDA graph.
     """
     from numba import cuda
 
     if stream is None:
         stream = 0  # the default stream; Numba takes 0 for it, the simulator included
 
-    if hasattr(cuda, "as_cuda_array"):
-
-        def view(a):
-            return cuda.as_cuda_array(a, sync=False)
-
-    else:  # Numba's CUDA simulator has no as_cuda_array; it takes its own device arrays as they are.
-
-        def view(a):
-            return a
+    def view(a):
+        # Only CuPy arrays need wrapping; Numba's own (and the simulator's) pass through.
+        return cuda.as_cuda_array(a, sync=False) if type(a).__module__.startswith("cupy") else a
 
     def blocks(n):
         return max(1, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
+
+    def gather_batch(X, y, perm, state, batch, xb, yb):
+        grid = (blocks(xb.shape[1]), xb.shape[0])
+        _gather_batch_cuda[grid, THREADS_PER_BLOCK, stream](
+            view(X), view(y), view(perm), view(state), batch, view(xb), view(yb)
+        )
 
     def softmax_xent(logits, labels, row_loss):
         _softmax_xent_cuda[blocks(logits.shape[0]), THREADS_PER_BLOCK, stream](
             view(logits), view(labels), view(row_loss)
         )
+
+    def sum_into(values, out, state, squared=False):
+        _sum_into_cuda[1, SUM_THREADS, stream](view(values), view(out), view(state), bool(squared))
 
     def bias_act_forward(z, b, code):
         _bias_act_forward_cuda[blocks(z.size), THREADS_PER_BLOCK, stream](view(z), view(b), code)
@@ -169,27 +186,46 @@ def cuda_kernels(stream=None):
 
         return launch
 
-    def sgd_update(params, grads, velocity, lr, momentum, nesterov, weight_decay, n_decay):
+    def sgd_update(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay):
         f = params.dtype.type  # scalars in the arrays' dtype: no float64 math on the GPU
         _sgd_update_cuda[blocks(params.size), THREADS_PER_BLOCK, stream](
-            view(params), view(grads), view(velocity), f(lr), f(momentum), bool(nesterov), f(weight_decay), n_decay
+            view(params), view(grads), view(velocity), view(lrs), view(state), f(momentum), bool(nesterov),
+            f(weight_decay), n_decay,
         )
 
-    def adam_update(params, grads, m, v, lr, beta1, beta2, eps, t, weight_decay, n_decay):
-        f = params.dtype.type
-        step = f(lr / (1 - beta1**t))
-        inv_sqrt_c2 = f(1 / math.sqrt(1 - beta2**t))
+    def adam_update(params, grads, m, v, lrs, state, beta1, beta2, eps, weight_decay, n_decay, sklearn_eps=False):
         _adam_update_cuda[blocks(params.size), THREADS_PER_BLOCK, stream](
-            view(params), view(grads), view(m), view(v), step, f(beta1), f(beta2), f(1 - beta1), f(1 - beta2),
-            inv_sqrt_c2, f(eps), f(weight_decay), n_decay,
+            view(params), view(grads), view(m), view(v), view(lrs), view(state),
+            *adam_scalars(params.dtype, beta1, beta2, eps, weight_decay), n_decay, bool(sklearn_eps),
         )
+
+    def advance(state):
+        _advance_cuda[1, 1, stream](view(state))
+
+    ops = CudaLinearOps(stream)  # keeps its split-K scratch alive as long as these launchers
+
+    def linear_forward(a, W, b, out, code):
+        ops.linear_forward(view(a), view(W), view(b), view(out), code)
+
+    def linear_backward(a, delta, dW, db):
+        ops.linear_backward(view(a), view(delta), view(dW), view(db))
+
+    def backward_input(delta, W, out_prev, d_prev, code):
+        ops.backward_input(view(delta), view(W), view(out_prev), view(d_prev), code)
 
     return KernelSet(
+        gather_batch=gather_batch,
+        linear_forward=linear_forward,
         softmax_xent=softmax_xent,
+        sum_into=sum_into,
+        linear_backward=linear_backward,
+        backward_input=backward_input,
+        sgd_update=sgd_update,
+        adam_update=adam_update,
+        advance=advance,
         bias_act_forward=bias_act_forward,
         relu_backward=elementwise(_relu_backward_cuda),
         sigmoid_backward=elementwise(_sigmoid_backward_cuda),
         tanh_backward=elementwise(_tanh_backward_cuda),
-        sgd_update=sgd_update,
-        adam_update=adam_update,
     )
+

@@ -3,12 +3,24 @@
 Shapes
     params, grads, m, v   (P,) float32 or float64, all weights first
                           (params[:n_decay]), then biases
+    lrs                   (S,) same dtype: the learning rate of each step of the epoch
+    state                 (2,) int64 on the device: state[0] = step within the
+                          epoch (selects lrs[state[0]]), state[1] = steps done before
+                          this one, so t = state[1] + 1
 
-Math, with g = grads + weight_decay * params on the weights (L2, not the biases)
-and t the 1-based step count (bias corrections c1 = 1 - beta1**t, c2 = 1 - beta2**t):
+Math, with lr = lrs[state[0]], g = grads + weight_decay * params on the weights
+(L2, not the biases), bias corrections c1 = 1 - beta1**t, c2 = 1 - beta2**t:
     m <- beta1 m + (1 - beta1) g
     v <- beta2 v + (1 - beta2) g**2
-    p <- p - (lr / c1) m / (sqrt(v / c2) + eps)
+    torch form (default):  p <- p - (lr / c1) m / (sqrt(v / c2) + eps)
+    sklearn form:          p <- p - (lr sqrt(c2) / c1) m / (sqrt(v) + eps)
+The two differ only in where eps enters (scikit-learn adds it to sqrt(v), not to
+the bias-corrected sqrt(v / c2)); ``sklearn_eps`` picks the second.
+
+t and the bias corrections are computed in the kernel from the device counter,
+so a replayed CUDA graph needs nothing from the host. c = 1 - beta**t is
+computed as -expm1(t log1p(-(1 - beta))) from the exact (1 - beta) passed in:
+in float32, 1 - float32(0.999) alone would be off by 1e-5 relative.
 
 Order: plain-NumPy reference, CPU kernel (Numba), CUDA kernel (Numba CUDA).
 """
@@ -20,48 +32,67 @@ import numpy as np
 from numba import cuda
 
 
-def adam_update_reference(params, grads, m, v, lr, beta1, beta2, eps, t, weight_decay, n_decay):
-    """Plain NumPy: returns (new params, new m, new v); inputs untouched."""
+def adam_update_reference(params, grads, m, v, lr, beta1, beta2, eps, t, weight_decay, n_decay, sklearn_eps=False):
+    """Plain NumPy with scalar lr and t: returns (new params, new m, new v); inputs untouched."""
     p = np.array(params, copy=True)
     g = np.array(grads, copy=True)
     g[:n_decay] += weight_decay * p[:n_decay]
     m = beta1 * np.asarray(m) + (1 - beta1) * g
     v = beta2 * np.asarray(v) + (1 - beta2) * g * g
-    p -= (lr / (1 - beta1**t)) * m / (np.sqrt(v / (1 - beta2**t)) + eps)
+    c1, c2 = 1 - beta1**t, 1 - beta2**t
+    if sklearn_eps:
+        p -= (lr * np.sqrt(c2) / c1) * m / (np.sqrt(v) + eps)
+    else:
+        p -= (lr / c1) * m / (np.sqrt(v / c2) + eps)
     return p, m, v
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _step(p, m, v, i, g, step, b1, b2, one_b1, one_b2, inv_sqrt_c2, eps):
-    # (1 - b1) is passed in: written here, Numba types int - float32 as float64,
-    # and the whole loop would run in float64.
+def _step(p, m, v, i, g, step, b1, b2, one_b1, one_b2, scale, eps):
     mi = b1 * m[i] + one_b1 * g
     vi = b2 * v[i] + one_b2 * g * g
     m[i] = mi
     v[i] = vi
-    p[i] -= step * mi / (math.sqrt(vi) * inv_sqrt_c2 + eps)
+    p[i] -= step * mi / (math.sqrt(vi) * scale + eps)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _adam_update_cpu(params, grads, m, v, lr, beta1, beta2, eps, t, weight_decay, n_decay):
+def _adam_update_cpu(params, grads, m, v, lrs, state, beta1, beta2, one_b1, one_b2, eps, weight_decay, n_decay,
+                     sklearn_eps):
+    # every scalar arrives in the arrays' dtype (the caller casts): written here as
+    # 1 - beta1, Numba would type int - float32 as float64 and run the loop in float64
+    lr = lrs[state[0]]
     f = params.dtype.type
-    step = f(lr / (1 - beta1**t))
-    inv_sqrt_c2 = f(1 / math.sqrt(1 - beta2**t))
-    b1, b2, e, wd = f(beta1), f(beta2), f(eps), f(weight_decay)
-    one_b1, one_b2 = f(1 - beta1), f(1 - beta2)
+    t = f(state[1] + 1)
+    c1 = -math.expm1(t * math.log1p(-one_b1))
+    c2 = -math.expm1(t * math.log1p(-one_b2))
+    if sklearn_eps:
+        step, scale = lr * math.sqrt(c2) / c1, f(1)
+    else:
+        step, scale = lr / c1, f(1) / math.sqrt(c2)
     for i in range(n_decay):
-        _step(params, m, v, i, grads[i] + wd * params[i], step, b1, b2, one_b1, one_b2, inv_sqrt_c2, e)
+        _step(params, m, v, i, grads[i] + weight_decay * params[i], step, beta1, beta2, one_b1, one_b2, scale, eps)
     for i in range(n_decay, params.size):
-        _step(params, m, v, i, grads[i], step, b1, b2, one_b1, one_b2, inv_sqrt_c2, e)
+        _step(params, m, v, i, grads[i], step, beta1, beta2, one_b1, one_b2, scale, eps)
 
 
 @cuda.jit(cache=True)
-def _adam_update_cuda(params, grads, m, v, step, beta1, beta2, one_b1, one_b2, inv_sqrt_c2, eps, weight_decay, n_decay):
-    # step = lr / c1, inv_sqrt_c2 = 1 / sqrt(c2) and the 1 - beta come from the
-    # launcher as scalars of the array's dtype, so nothing is promoted to float64.
+def _adam_update_cuda(params, grads, m, v, lrs, state, beta1, beta2, one_b1, one_b2, eps, weight_decay, n_decay,
+                      sklearn_eps):
     i = cuda.grid(1)
     if i >= params.size:
         return
+    lr = lrs[state[0]]
+    f = params.dtype.type
+    t = f(state[1] + 1)
+    c1 = -math.expm1(t * math.log1p(-one_b1))
+    c2 = -math.expm1(t * math.log1p(-one_b2))
+    if sklearn_eps:
+        step = lr * math.sqrt(c2) / c1
+        scale = f(1)
+    else:
+        step = lr / c1
+        scale = f(1) / math.sqrt(c2)
     g = grads[i]
     if i < n_decay:
         g += weight_decay * params[i]
@@ -69,9 +100,17 @@ def _adam_update_cuda(params, grads, m, v, step, beta1, beta2, one_b1, one_b2, i
     vi = beta2 * v[i] + one_b2 * g * g
     m[i] = mi
     v[i] = vi
-    params[i] -= step * mi / (math.sqrt(vi) * inv_sqrt_c2 + eps)
+    params[i] -= step * mi / (math.sqrt(vi) * scale + eps)
 
 
-def adam_update_cpu(params, grads, m, v, lr, beta1, beta2, eps, t, weight_decay, n_decay):
+def adam_scalars(dtype, beta1, beta2, eps, weight_decay):
+    """(beta1, beta2, 1 - beta1, 1 - beta2, eps, weight_decay) in ``dtype``; 1 - beta
+    is formed in float64 first, so it is exact to the dtype's precision."""
+    f = np.dtype(dtype).type
+    return f(beta1), f(beta2), f(1 - beta1), f(1 - beta2), f(eps), f(weight_decay)
+
+
+def adam_update_cpu(params, grads, m, v, lrs, state, beta1, beta2, eps, weight_decay, n_decay, sklearn_eps=False):
     """In place on NumPy arrays."""
-    _adam_update_cpu(params, grads, m, v, lr, beta1, beta2, eps, t, weight_decay, n_decay)
+    _adam_update_cpu(params, grads, m, v, lrs, state, *adam_scalars(params.dtype, beta1, beta2, eps, weight_decay),
+                     n_decay, bool(sklearn_eps))

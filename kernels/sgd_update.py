@@ -4,14 +4,21 @@ Shapes
     params, grads, velocity   (P,) float32 or float64, the same layout: all
                               weights first (params[:n_decay]), then biases
     velocity                  (P,) for momentum, or an empty array for plain SGD
+    lrs                       (S,) same dtype: the learning rate of every step of
+                              the epoch, filled once per epoch from the schedule
+    state                     (2,) int64 on the device: state[0] = step within the
+                              epoch (selects lrs[state[0]]), state[1] = steps done
 
-Math, with g = grads + weight_decay * params on the weights (L2, not the biases):
+Math, with lr = lrs[state[0]] and g = grads + weight_decay * params on the
+weights (L2, not the biases):
     plain:     p <- p - lr g
     momentum:  v <- mu v - lr g;  p <- p + v
     nesterov:  v <- mu v - lr g;  p <- p + mu v - lr g
 
-One pass instead of the five or six whole-buffer NumPy/CuPy operations the same
-update takes otherwise; ``grads`` is left untouched.
+The learning rate is read from device memory, not passed as a number, so a
+captured CUDA graph replays every step with that step's rate and the host sends
+nothing per step. One pass instead of the five or six whole-buffer NumPy/CuPy
+operations the same update takes otherwise; ``grads`` is left untouched.
 
 Order: plain-NumPy reference, CPU kernel (Numba), CUDA kernel (Numba CUDA).
 """
@@ -22,7 +29,7 @@ from numba import cuda
 
 
 def sgd_update_reference(params, grads, velocity, lr, momentum, nesterov, weight_decay, n_decay):
-    """Plain NumPy: returns (new params, new velocity or None); inputs untouched."""
+    """Plain NumPy with a scalar lr: returns (new params, new velocity or None); inputs untouched."""
     p = np.array(params, copy=True)
     g = np.array(grads, copy=True)
     g[:n_decay] += weight_decay * p[:n_decay]
@@ -46,9 +53,9 @@ def _step(p, g, v, i, lr, mu, nesterov, use_v):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _sgd_update_cpu(params, grads, velocity, lr, momentum, nesterov, weight_decay, n_decay):
+def _sgd_update_cpu(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay):
     use_v = velocity.size > 0
-    lr = params.dtype.type(lr)
+    lr = lrs[state[0]]
     mu = params.dtype.type(momentum)
     wd = params.dtype.type(weight_decay)
     # Two loops rather than a branch on i < n_decay, so each one vectorises.
@@ -59,10 +66,11 @@ def _sgd_update_cpu(params, grads, velocity, lr, momentum, nesterov, weight_deca
 
 
 @cuda.jit(cache=True)
-def _sgd_update_cuda(params, grads, velocity, lr, momentum, nesterov, weight_decay, n_decay):
+def _sgd_update_cuda(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay):
     i = cuda.grid(1)
     if i >= params.size:
         return
+    lr = lrs[state[0]]
     g = grads[i]
     if i < n_decay:
         g += weight_decay * params[i]
@@ -77,6 +85,6 @@ def _sgd_update_cuda(params, grads, velocity, lr, momentum, nesterov, weight_dec
         params[i] -= lr * g
 
 
-def sgd_update_cpu(params, grads, velocity, lr, momentum, nesterov, weight_decay, n_decay):
+def sgd_update_cpu(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay):
     """In place on NumPy arrays (``velocity`` empty for plain SGD)."""
-    _sgd_update_cpu(params, grads, velocity, lr, momentum, nesterov, weight_decay, n_decay)
+    _sgd_update_cpu(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay)

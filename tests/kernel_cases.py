@@ -9,7 +9,7 @@ import numpy as np
 # The CUDA kernel test files. Without a GPU, conftest.py leaves them out of the
 # main run, and test_cuda_simulator.py runs them in a child process under
 # Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM must be set before Numba loads).
-CUDA_TEST_FILES = ("test_kernels_cuda.py", "test_kernels_linear_cuda.py")
+CUDA_TEST_FILES = ("test_kernels_cuda.py", "test_kernels_linear_cuda.py", "test_step_cuda.py")
 
 DTYPES = (np.float32, np.float64)
 # atol, rtol per dtype: the references compute in the same dtype, so the
@@ -120,3 +120,10 @@ def linear_inputs(rng, n, K, N, dtype, code, spare=0):
         delta=row_slice(rng.standard_normal((n, N)).astype(dtype), spare),
         out_prev=row_slice(out_prev, spare),
     )
+
+def lr_state(dtype, lr, t_done=0, step=2):
+    """(lrs, state) as the optimiser kernels read them: ``lr`` at slot ``step`` among
+    decoy rates (so reading the wrong slot fails), state = (step, t_done)."""
+    lrs = np.array([9.0, 7.0, 5.0, 3.0], dtype=dtype)
+    lrs[step] = lr
+    return lrs, np.array([step, t_done], dtype=np.int64)

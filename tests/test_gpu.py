@@ -30,18 +30,20 @@ def gpu():
         pytest.skip(f"no usable CUDA GPU: {exc}")
 
 
-def _one_epoch(device, ds, perm, n):
-    model = fastmlp.MLP((784, 128, 64, 10), device=device, seed=0)
-    trainer = fastmlp.Trainer(model, lr=0.05, momentum=0.9, batch_size=128, schedule="constant", progress=False, log=None)
-    h = trainer.fit(ds.x_train[:n], ds.y_train[:n], 1, permutations=[perm])
-    return model, h
+def _one_epoch(device, ds, perm, n, dtype="float32", cuda_graph="auto", graph_scope="step", optimizer="momentum"):
+    model = fastmlp.MLP((784, 128, 64, 10), device=device, seed=0, dtype=dtype)
+    trainer = fastmlp.Trainer(model, optimizer=optimizer, lr=0.05, momentum=0.9, batch_size=128, schedule="cosine",
+                              progress=False, log=None, cuda_graph=cuda_graph, graph_scope=graph_scope)
+    h = trainer.fit(ds.x_train[:n], ds.y_train[:n], 1, permutations=[perm], total_epochs=3)
+    return model, h, trainer
 
 
 def test_one_epoch_matches_the_cpu(gpu, mnist):
     n = len(mnist.x_train)
     perm = np.random.default_rng(0).permutation(n)
-    cpu_model, cpu_h = _one_epoch("cpu", mnist, perm, n)
-    gpu_model, gpu_h = _one_epoch(gpu, mnist, perm, n)
+    cpu_model, cpu_h, _ = _one_epoch("cpu", mnist, perm, n)
+    gpu_model, gpu_h, trainer = _one_epoch(gpu, mnist, perm, n)
+    assert trainer.graph_info["mode"] == "graph", trainer.graph_info
     p_cpu, p_gpu = cpu_model.backend.to_host(cpu_model.params), gpu.to_host(gpu_model.params)
     bad = np.abs(p_gpu - p_cpu) > 1e-4 + 1e-3 * np.abs(p_cpu)
     assert not bad.any(), f"{bad.sum()} parameters differ, worst {np.abs(p_gpu - p_cpu).max():.3g}"
@@ -83,3 +85,26 @@ def test_cli_trains_on_the_gpu(gpu, data_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["device"].startswith("cuda") and metrics["test_accuracy"] > 0.95
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_float64_epoch_matches_the_cpu_to_1e10(gpu, mnist, optimizer):
+    n = 20000  # a short last batch too (20000 = 156 * 128 + 32)
+    perm = np.random.default_rng(1).permutation(n)
+    cpu_model, _, _ = _one_epoch("cpu", mnist, perm, n, dtype="float64", optimizer=optimizer)
+    gpu_model, _, _ = _one_epoch(gpu, mnist, perm, n, dtype="float64", optimizer=optimizer)
+    p_cpu, p_gpu = cpu_model.params, gpu.to_host(gpu_model.params)
+    rel = np.abs(p_gpu - p_cpu).max() / np.abs(p_cpu).max()
+    assert rel <= 1e-10, f"float64 GPU vs CPU: max |diff| / max |p| = {rel:.3g}"
+
+
+@pytest.mark.parametrize("scope", ["step", "epoch"])
+def test_graph_replay_gives_the_eager_result(gpu, mnist, scope):
+    n = 10000 + 17
+    perm = np.random.default_rng(2).permutation(n)
+    eager, h_eager, t_eager = _one_epoch(gpu, mnist, perm, n, cuda_graph="off")
+    graph, h_graph, t_graph = _one_epoch(gpu, mnist, perm, n, cuda_graph="on", graph_scope=scope)
+    assert t_eager.graph_info["mode"] == "eager" and t_graph.graph_info == {"mode": "graph", "scope": scope, "reason": "captured"}
+    # the same kernels in the same order on the same data: bit-identical
+    assert np.array_equal(gpu.to_host(eager.params), gpu.to_host(graph.params))
+    assert h_eager["iter_loss"] == h_graph["iter_loss"]

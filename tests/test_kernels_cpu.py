@@ -13,6 +13,8 @@ from kernel_cases import (
     update_cases,
 )
 
+from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, lr_state, update_cases
+
 from fastmlp import kernels
 
 
@@ -89,7 +91,8 @@ def test_sgd_update_matches_reference(dtype, momentum, nesterov, wd):
             v = v[:0]
         want_p, want_v = kernels.sgd_update_reference(p, g, v, 0.05, momentum, nesterov, wd, n_decay)
         got_p, got_v, g_before = p.copy(), v.copy(), g.copy()
-        kernels.CPU_KERNELS.sgd_update(got_p, g, got_v, 0.05, momentum, nesterov, wd, n_decay)
+        lrs, state = lr_state(dtype, 0.05)
+        kernels.CPU_KERNELS.sgd_update(got_p, g, got_v, lrs, state, momentum, nesterov, wd, n_decay)
         assert_close(got_p, want_p, dtype, f"sgd {name} params")
         if momentum:
             assert_close(got_v, want_v, dtype, f"sgd {name} velocity")
@@ -97,15 +100,48 @@ def test_sgd_update_matches_reference(dtype, momentum, nesterov, wd):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adam_update_matches_reference(dtype):
+@pytest.mark.parametrize("sklearn_eps", [False, True])
+def test_adam_update_matches_reference(dtype, sklearn_eps):
     rng = np.random.default_rng(4)
-    for t in (1, 7):
+    for t in (1, 7, 3000):
         for name, p, g, (m, v), n_decay in update_cases(rng, dtype):
-            want = kernels.adam_update_reference(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, t, 1e-2, n_decay)
+            want = kernels.adam_update_reference(p, g, m, v, 1e-3, 0.9, 0.999, 1e-3, t, 1e-2, n_decay, sklearn_eps)
             got = p.copy(), m.copy(), v.copy()
-            kernels.CPU_KERNELS.adam_update(*got[:1], g, *got[1:], 1e-3, 0.9, 0.999, 1e-8, t, 1e-2, n_decay)
+            lrs, state = lr_state(dtype, 1e-3, t_done=t - 1)
+            kernels.CPU_KERNELS.adam_update(*got[:1], g, *got[1:], lrs, state, 0.9, 0.999, 1e-3, 1e-2, n_decay, sklearn_eps)
             for what, a, b in zip(("params", "m", "v"), got, want):
                 assert_close(a, b, dtype, f"adam t={t} {name} {what}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_batch_takes_the_rows_of_the_current_step(dtype):
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((11, 5)).astype(dtype)
+    y = rng.integers(0, 3, 11)
+    perm = rng.permutation(11)
+    for step, k in ((0, 4), (1, 4), (2, 3)):  # batch 4: two full batches, then 3 rows
+        xb, yb = np.full((4, 5), np.nan, dtype=dtype), np.full(4, -1)
+        kernels.CPU_KERNELS.gather_batch(X, y, perm, np.array([step, 99]), 4, xb[:k], yb[:k])
+        want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, 4, k)
+        assert np.array_equal(xb[:k], want_x) and np.array_equal(yb[:k], want_y)
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_into_writes_the_current_steps_slot(dtype, squared):
+    rng = np.random.default_rng(7)
+    for size in (1, 300, 5000):
+        values = rng.standard_normal(size).astype(dtype)
+        out = np.full(4, np.nan, dtype=dtype)
+        kernels.CPU_KERNELS.sum_into(values, out, np.array([2, 0]), squared)
+        assert_close(out[2:3], [kernels.sum_into_reference(values, squared)], dtype, f"sum of {size}")
+        assert np.isnan(out[[0, 1, 3]]).all(), "only the current step's slot is written"
+
+
+def test_advance_moves_both_counters():
+    state = np.array([3, 40], dtype=np.int64)
+    kernels.CPU_KERNELS.advance(state)
+    assert state.tolist() == [4, 41]
 
 
 @pytest.mark.parametrize("code", [kernels.IDENTITY, kernels.RELU, kernels.SIGMOID, kernels.TANH])

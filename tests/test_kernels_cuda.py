@@ -7,7 +7,7 @@ run, so indexing and bounds bugs are caught without hardware.
 
 import numpy as np
 import pytest
-from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, update_cases
+from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, lr_state, update_cases
 from numba import config, cuda
 
 from fastmlp import kernels
@@ -66,20 +66,23 @@ def test_sgd_update_matches_reference(launch, dtype, momentum, nesterov, wd):
             v = v[:0]
         want_p, want_v = kernels.sgd_update_reference(p, g, v, 0.05, momentum, nesterov, wd, n_decay)
         d_p, d_g, d_v = cuda.to_device(p), cuda.to_device(g), cuda.to_device(v)
-        launch.sgd_update(d_p, d_g, d_v, 0.05, momentum, nesterov, wd, n_decay)
+        d_lrs, d_state = (cuda.to_device(a) for a in lr_state(dtype, 0.05))
+        launch.sgd_update(d_p, d_g, d_v, d_lrs, d_state, momentum, nesterov, wd, n_decay)
         assert_close(d_p.copy_to_host(), want_p, dtype, f"sgd {name} params")
         if momentum:
             assert_close(d_v.copy_to_host(), want_v, dtype, f"sgd {name} velocity")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adam_update_matches_reference(launch, dtype):
+@pytest.mark.parametrize("sklearn_eps", [False, True])
+def test_adam_update_matches_reference(launch, dtype, sklearn_eps):
     rng = np.random.default_rng(4)
-    for t in (1, 7):
+    for t in (1, 3000):
         for name, p, g, (m, v), n_decay in update_cases(rng, dtype, small=SMALL):
-            want = kernels.adam_update_reference(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, t, 1e-2, n_decay)
+            want = kernels.adam_update_reference(p, g, m, v, 1e-3, 0.9, 0.999, 1e-3, t, 1e-2, n_decay, sklearn_eps)
             d = [cuda.to_device(a) for a in (p, g, m, v)]
-            launch.adam_update(*d, 1e-3, 0.9, 0.999, 1e-8, t, 1e-2, n_decay)
+            d_lrs, d_state = (cuda.to_device(a) for a in lr_state(dtype, 1e-3, t_done=t - 1))
+            launch.adam_update(*d, d_lrs, d_state, 0.9, 0.999, 1e-3, 1e-2, n_decay, sklearn_eps)
             for what, a, b in zip(("params", "m", "v"), (d[0], d[2], d[3]), want):
                 assert_close(a.copy_to_host(), b, dtype, f"adam t={t} {name} {what}")
 
@@ -95,3 +98,42 @@ def test_bias_act_forward_matches_reference(launch, dtype, code):
         d_z = cuda.to_device(z)
         launch.bias_act_forward(d_z, cuda.to_device(b), code)
         assert_close(d_z.copy_to_host(), want, dtype, f"code {code} {shape}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_batch_takes_the_rows_of_the_current_step(launch, dtype):
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((11, 130 if not SMALL else 5)).astype(dtype)  # > one block of columns on a GPU
+    y = rng.integers(0, 3, 11)
+    perm = rng.permutation(11)
+    d_X, d_y, d_perm = cuda.to_device(X), cuda.to_device(y), cuda.to_device(perm)
+    for step, k in ((0, 4), (2, 3), (10, 1)):
+        batch = 1 if k == 1 else 4
+        d_xb = cuda.to_device(np.full((k, X.shape[1]), np.nan, dtype=dtype))
+        d_yb = cuda.to_device(np.full(k, -1))
+        launch.gather_batch(d_X, d_y, d_perm, cuda.to_device(np.array([step, 99])), batch, d_xb, d_yb)
+        want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, batch, k)
+        assert np.array_equal(d_xb.copy_to_host(), want_x), f"rows of step {step}"
+        assert np.array_equal(d_yb.copy_to_host(), want_y), f"labels of step {step}"
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_into_writes_the_current_steps_slot(launch, dtype, squared):
+    rng = np.random.default_rng(7)
+    for size in (1, 300) if SMALL else (1, 300, 100000):
+        values = rng.standard_normal(size).astype(dtype)
+        d_out = cuda.to_device(np.full(4, np.nan, dtype=dtype))
+        launch.sum_into(cuda.to_device(values), d_out, cuda.to_device(np.array([2, 0])), squared)
+        out = d_out.copy_to_host()
+        # another summation order than NumPy's: allow rounding that grows with the length
+        want = kernels.sum_into_reference(values.astype(np.float64), squared)
+        atol = size * (1e-6 if dtype == np.float32 else 1e-14) * float(np.abs(values).max()) ** (2 if squared else 1)
+        np.testing.assert_allclose(out[2], want, rtol=1e-6, atol=atol, err_msg=f"sum of {size}")
+        assert np.isnan(out[[0, 1, 3]]).all(), "only the current step's slot is written"
+
+
+def test_advance_moves_both_counters(launch):
+    d_state = cuda.to_device(np.array([3, 40], dtype=np.int64))
+    launch.advance(d_state)
+    assert d_state.copy_to_host().tolist() == [4, 41]

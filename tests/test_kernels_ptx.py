@@ -20,14 +20,17 @@ from numba import boolean, config, float32, float64, int64
 
 from fastmlp.kernels import (
     adam_update,
+    advance,
     backward_input,
     bias_act_forward,
+    gather_batch,
     linear_backward,
     linear_forward,
     relu_backward,
     sgd_update,
     sigmoid_backward,
     softmax_xent,
+    sum_into,
     tanh_backward,
 )
 
@@ -35,16 +38,19 @@ pytestmark = pytest.mark.skipif(bool(config.ENABLE_CUDASIM), reason="the simulat
 
 
 def _signatures(t):
-    mat, vec = t[:, ::1], t[::1]
+    mat, vec, ivec = t[:, ::1], t[::1], int64[::1]
     return {
+        "gather_batch": (gather_batch._gather_batch_cuda, (mat, ivec, ivec, ivec, int64, mat, ivec)),
+        "sum_into": (sum_into._sum_into_cuda, (vec, vec, ivec, boolean)),
+        "advance": (advance._advance_cuda, (ivec,)),
         "softmax_xent": (softmax_xent._softmax_xent_cuda, (mat, int64[::1], vec)),
         "bias_act_forward": (bias_act_forward._bias_act_forward_cuda, (mat, vec, int64)),
         "relu_backward": (relu_backward._relu_backward_cuda, (mat, mat)),
         "sigmoid_backward": (sigmoid_backward._sigmoid_backward_cuda, (mat, mat)),
         "tanh_backward": (tanh_backward._tanh_backward_cuda, (mat, mat)),
         # scalars arrive in the arrays' dtype: the launchers in kernels/__init__.py cast them
-        "sgd_update": (sgd_update._sgd_update_cuda, (vec, vec, vec, t, t, boolean, t, int64)),
-        "adam_update": (adam_update._adam_update_cuda, (vec,) * 4 + (t,) * 8 + (int64,)),
+        "sgd_update": (sgd_update._sgd_update_cuda, (vec, vec, vec, vec, ivec, t, boolean, t, int64)),
+        "adam_update": (adam_update._adam_update_cuda, (vec,) * 5 + (ivec,) + (t,) * 6 + (int64, boolean)),
         # the GEMMs: ..., part (the flat split-K scratch), k_chunk; their reduce kernels: part, split, ...
         "linear_forward": (linear_forward._linear_forward_cuda, (mat, mat, vec, mat, int64, vec, int64)),
         "linear_forward_reduce": (linear_forward._linear_forward_reduce_cuda, (vec, int64, vec, mat, int64)),

@@ -1,0 +1,79 @@
+"""The training step as a list of kernel calls (fastmlp/step.py), on the CPU."""
+
+import numpy as np
+import pytest
+
+from fastmlp import MLP, ConfigError, Trainer
+from fastmlp.step import TrainStep
+
+
+def _step(optimizer="momentum", n=10, batch=4, sizes=(6, 5, 4, 3)):
+    rng = np.random.default_rng(0)
+    model = MLP(sizes, seed=0)
+    trainer = Trainer(model, optimizer=optimizer, batch_size=batch, progress=False, log=None)
+    X, y = trainer.prepare(rng.standard_normal((n, sizes[0])), rng.integers(0, sizes[-1], n))
+    return model, trainer, X, y
+
+
+def test_the_step_is_one_fixed_list_of_kernel_calls_in_order():
+    model, trainer, X, y = _step()
+    step = TrainStep(model, trainer.optimizer, X, y, 4)
+    assert step.steps == 3 and step.rows.tolist() == [4, 4, 2]
+    assert sorted(step.calls) == [2, 4]  # the full batch and the short last one
+    names = [fn.__name__ for fn, _ in step.calls[4]]
+    assert names == [
+        "gather_batch_cpu",
+        "linear_forward_cpu", "linear_forward_cpu", "linear_forward_cpu",
+        "softmax_xent_cpu", "sum_into_cpu",
+        "linear_backward_cpu", "backward_input_cpu",
+        "linear_backward_cpu", "backward_input_cpu",
+        "linear_backward_cpu",
+        "sgd_update_cpu", "advance_cpu",
+    ]
+    # the short step works on 2-row views of the same buffers
+    gather_args = step.calls[2][0][1]
+    assert gather_args[-2].shape == (2, 6) and np.shares_memory(gather_args[-2], step.ws.x)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_warm_up_changes_neither_the_model_nor_the_optimiser(optimizer):
+    model, trainer, X, y = _step(optimizer)
+    trainer.optimizer.step(np.ones_like(model.params), 0.1)  # non-zero optimiser state
+    before = [model.params.copy()] + [b.copy() for b in trainer.optimizer.buffers()]
+    step = TrainStep(model, trainer.optimizer, X, y, 4)
+    step.warm_up()
+    after = [model.params] + trainer.optimizer.buffers()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_each_step_reads_its_own_learning_rate_from_the_device_buffer():
+    model, trainer, X, y = _step("sgd", n=8, batch=4)
+    p0 = model.params.copy()
+    trainer.train_epoch(X, y, lambda step: [0.0, 0.5][step])  # nothing, then a real step
+    assert trainer.step_count == 2 and trainer.optimizer.t == 2
+    model2, trainer2, X2, y2 = _step("sgd", n=8, batch=4)
+    perm = np.random.default_rng(0).permutation(8)
+    trainer2.train_epoch(X2, y2, lambda step: 0.0, permutation=perm)
+    assert np.array_equal(model2.params, p0), "lr 0 must leave the parameters alone"
+    assert not np.array_equal(model.params, p0)
+
+
+def test_step_is_rebuilt_when_the_optimiser_settings_change():
+    model, trainer, X, y = _step()
+    first = trainer.prepare_step(X, y)
+    assert trainer.prepare_step(X, y) is first
+    trainer.optimizer.weight_decay = 0.5
+    assert trainer.prepare_step(X, y) is not first
+
+
+def test_graph_options():
+    model = MLP((4, 3), seed=0)
+    with pytest.raises(ConfigError, match="cuda_graph"):
+        Trainer(model, cuda_graph="sometimes")
+    with pytest.raises(ConfigError, match="graph_scope"):
+        Trainer(model, graph_scope="batch")
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        Trainer(model, cuda_graph="on")
+    trainer = Trainer(model, progress=False, log=None)
+    trainer.fit(np.eye(4), np.arange(4) % 3, 1)
+    assert trainer.graph_info["mode"] == "eager" and "GPU" in trainer.graph_info["reason"]

@@ -1,0 +1,63 @@
+"""The whole CUDA training step, end to end, against the CPU path.
+
+Runs under Numba's CUDA simulator (``test_cuda_simulator.py`` starts it in a
+child process with ``NUMBA_ENABLE_CUDASIM=1``), or on a real GPU. The step is
+the same :class:`fastmlp.step.TrainStep` the trainer uses, with every kernel the
+CUDA one: gather, GEMMs with their epilogues, loss, loss sum, backward, the
+optimiser reading its learning rate and step count from the device, advance.
+The simulator cannot run CuPy, so the step runs on Numba device arrays that
+share memory with NumPy buffers (``SimBackend.kernel_array``); on a GPU the
+same list would be captured as a CUDA graph.
+"""
+
+import numpy as np
+import pytest
+from numba import config
+
+from fastmlp import MLP, Backend, Trainer, kernels
+
+pytestmark = pytest.mark.skipif(
+    not config.ENABLE_CUDASIM,
+    reason="runs under NUMBA_ENABLE_CUDASIM=1 (test_cuda_simulator.py starts it); on a GPU, tests/test_gpu.py checks the real step",
+)
+
+
+class DeviceViewBackend(Backend):
+    """NumPy buffers, CUDA kernels: each buffer is handed to the kernels as a Numba
+    device array over the same memory, so what the kernels write is what the
+    trainer reads back."""
+
+    def __init__(self):
+        super().__init__("cuda-kernels", np, kernels.cuda_kernels(0))
+
+    def kernel_array(self, a):
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        return FakeCUDAArray(a) if isinstance(a, np.ndarray) else a
+
+
+def _train(backend, optimizer, dtype, sizes=(20, 12, 7, 3), n=7, batch=4, epochs=2):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], n)
+    model = MLP(sizes, device=backend, dtype=dtype, seed=1)
+    trainer = Trainer(model, optimizer=optimizer, lr=0.1, batch_size=batch, weight_decay=1e-3, schedule="cosine",
+                      progress=False, log=None, cuda_graph="off")
+    Xd, yd = trainer.prepare(X, y)
+    lr = lambda step: 0.1 / (1 + step)  # a different rate every step: lrs[state[0]] must pick the right one
+    losses = [trainer.train_epoch(Xd, yd, lr, permutation=rng.permutation(n)) for _ in range(epochs)]
+    return model.params.copy(), np.concatenate(losses), trainer
+
+
+# each simulated step runs every GPU thread in Python: two mixes cover both
+# optimisers, both dtypes, a full and a short batch, and two epochs
+@pytest.mark.parametrize("optimizer, dtype", [("momentum", np.float64), ("adam", np.float32)])
+def test_cuda_step_matches_the_cpu_step(optimizer, dtype):
+    cpu_params, cpu_losses, _ = _train(Backend("cpu", np, kernels.CPU_KERNELS), optimizer, dtype)
+    sim_params, sim_losses, trainer = _train(DeviceViewBackend(), optimizer, dtype)
+    assert trainer.optimizer.t == 4 and trainer.step_count == 4
+    rtol, atol = (2e-4, 2e-6) if dtype == np.float32 else (1e-10, 1e-13)
+    np.testing.assert_allclose(sim_losses, cpu_losses, rtol=rtol, atol=atol)
+    bad = ~(np.abs(sim_params - cpu_params) <= atol + rtol * np.abs(cpu_params))
+    assert not bad.any(), f"{bad.sum()} parameters differ; first at {np.flatnonzero(bad)[:5]}"
+    assert not np.array_equal(sim_params, MLP((20, 12, 7, 3), dtype=dtype, seed=1).params), "training changed nothing"
