@@ -22,10 +22,11 @@ SCHEDULES = ("constant", "step", "cosine")
 class Optimizer:
     """Base: the flat params, the step count, and the one-kernel update.
 
-    The update kernels read the learning rate from a device array ``lrs`` at the
-    step counter ``state[0]`` and the step number from ``state[1]`` (see
-    ``kernels/sgd_update.py``), so the trainer's step can be replayed as a CUDA
-    graph. :meth:`step` is the one-off form with a number for the rate.
+    The update kernels read the learning rate and the weight decay from a device
+    array ``rates`` (steps, 2) at the step counter ``state[0]``, and the step
+    number from ``state[1]`` (see ``kernels/sgd_update.py``), so the trainer's
+    step can be replayed as a CUDA graph. :meth:`step` is the one-off form with
+    a number for the rate.
 
     ``decay_per_row``, when set, replaces ``weight_decay`` by ``decay_per_row /
     rows in the batch`` for each step (scikit-learn's ``alpha / batch rows``, also
@@ -42,14 +43,14 @@ class Optimizer:
         self.weight_decay = float(weight_decay)
         self.decay_per_row = None
         self.t = 0
-        self._lr1 = self.xp.zeros(1, dtype=params.dtype)  # for step(): lrs and state of one step
+        self._rates1 = self.xp.zeros((1, 2), dtype=params.dtype)  # for step(): rates and state of one step
         self._state1 = self.xp.zeros(2, dtype=np.int64)
 
     def step(self, grad, lr, rows=None):
         """params <- update(params, grad + weight_decay * W) in place with learning rate ``lr``."""
-        self._lr1[...] = lr
+        self._rates1[...] = self.xp.asarray(np.array([[lr, self.decay(rows)]]))
         self._state1[...] = self.xp.asarray(np.array([0, self.t]))
-        self.update(self.backend.kernels, grad, self._lr1, self._state1, rows)
+        self.update(self.backend.kernels, grad, self._rates1, self._state1)
         self.t += 1
 
     def decay(self, rows=None):
@@ -58,7 +59,7 @@ class Optimizer:
             return float(self.decay_per_row) / rows
         return self.weight_decay
 
-    def update(self, k, grad, lrs, state, rows=None):
+    def update(self, k, grad, rates, state):
         """Launch the update kernel of KernelSet ``k`` (does not move ``t``)."""
         raise NotImplementedError
 
@@ -66,9 +67,10 @@ class Optimizer:
         """The state arrays the update changes besides the parameters."""
         return []
 
-    def settings(self, rows=None):
-        """The numbers a launch bakes in: a captured graph is only valid while they hold."""
-        return (type(self).__name__, self.decay(rows))
+    def settings(self):
+        """The numbers a launch bakes in: a captured graph is only valid while they hold
+        (the rates are data, read from the device at every step)."""
+        return (type(self).__name__,)
 
     def state(self):
         """Arrays and counters to checkpoint (name -> array or number)."""
@@ -102,15 +104,14 @@ class SGD(Optimizer):
         # plain SGD keeps no velocity: the kernel takes an empty array for "none"
         self.velocity = self.xp.zeros(params.size if momentum else 0, dtype=params.dtype)
 
-    def update(self, k, grad, lrs, state, rows=None):
-        k.sgd_update(self.params, grad, self.velocity, lrs, state, self.momentum, self.nesterov, self.decay(rows),
-                     self.n_decay)
+    def update(self, k, grad, rates, state):
+        k.sgd_update(self.params, grad, self.velocity, rates, state, self.momentum, self.nesterov, self.n_decay)
 
     def buffers(self):
         return [self.velocity] if self.velocity.size else []
 
-    def settings(self, rows=None):
-        return super().settings(rows) + (self.momentum, self.nesterov)
+    def settings(self):
+        return super().settings() + (self.momentum, self.nesterov)
 
     def state(self):
         out = super().state()
@@ -145,15 +146,15 @@ class Adam(Optimizer):
         self.m = self.xp.zeros_like(params)
         self.v = self.xp.zeros_like(params)
 
-    def update(self, k, grad, lrs, state, rows=None):
-        k.adam_update(self.params, grad, self.m, self.v, lrs, state, self.beta1, self.beta2, self.eps,
-                      self.decay(rows), self.n_decay, self.sklearn_eps)
+    def update(self, k, grad, rates, state):
+        k.adam_update(self.params, grad, self.m, self.v, rates, state, self.beta1, self.beta2, self.eps, self.n_decay,
+                      self.sklearn_eps)
 
     def buffers(self):
         return [self.m, self.v]
 
-    def settings(self, rows=None):
-        return super().settings(rows) + (self.beta1, self.beta2, self.eps, self.sklearn_eps)
+    def settings(self):
+        return super().settings() + (self.beta1, self.beta2, self.eps, self.sklearn_eps)
 
     def state(self):
         return {**super().state(), "m": self.m, "v": self.v}

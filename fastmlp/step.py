@@ -8,12 +8,12 @@ A step is, in order (``kernels/__init__.py`` has the signatures):
     sum_into                     step_loss[s] = sum of the rows' losses
     linear_backward, backward_input   per layer, last to first
     sum_into (squared)           only if asked: weight_sq[s] = |W|^2 before the update
-    sgd_update | adam_update     lr = lrs[s], t = state[1] + 1
+    sgd_update | adam_update     (lr, weight decay) = rates[s], t = state[1] + 1
     advance                      state += 1
 
 Every argument is fixed when the list is built: the same preallocated buffers,
 views and numbers every step. What changes from step to step lives on the
-device (``state``, ``lrs``, ``perm``), and the host writes it once per epoch. So
+device (``state``, ``rates``, ``perm``), and the host writes it once per epoch. So
 on CUDA the list can be captured once (one graph for a full batch, one for the
 short last batch, or the whole epoch as one graph) and replayed; nothing per
 step comes from the host. On the CPU the same list runs call by call.
@@ -62,7 +62,7 @@ class TrainStep:
     """The buffers and the call lists of one training set (X, y) and batch size.
 
     X (n, d0), y (n,) are device arrays; ``batch`` <= n. After :meth:`start_epoch`
-    (the epoch's permutation, learning rates and step count), :meth:`run` makes
+    (the epoch's permutation, learning rates, weight decays and step count), :meth:`run` makes
     one step and :meth:`run_epoch` all of them; ``step_loss`` then holds each
     step's summed loss.
     """
@@ -80,11 +80,11 @@ class TrainStep:
         self.grads = xp.zeros_like(model.params)
         self.grad_layers = model.views(self.grads)
         self.perm = xp.zeros(n, dtype=np.int64)
-        self.lrs = xp.zeros(self.steps, dtype=model.dtype)
+        self.rates = xp.zeros((self.steps, 2), dtype=model.dtype)  # (lr, weight decay) of each step
         self.state = xp.zeros(2, dtype=np.int64)
         self.step_loss = xp.zeros(self.steps, dtype=model.dtype)
         self.weight_sq = xp.zeros(self.steps, dtype=model.dtype) if track_weight_sq else None
-        self.settings = {int(k): optimizer.settings(int(k)) for k in set(self.rows.tolist())}
+        self.settings = optimizer.settings()
         # the full step and, when n is not a multiple of B, the short last one
         self.calls = {int(k): self._record(int(k)) for k in set(self.rows.tolist())}
         self.graphs = None
@@ -101,21 +101,22 @@ class TrainStep:
         backward_pass(rec, m.layers, m.codes, xb, ws.acts, ws.dacts, self.grad_layers)
         if self.weight_sq is not None:
             rec.sum_into(m.params[: m.n_weights], self.weight_sq, self.state, True)
-        self.optimizer.update(rec, self.grads, self.lrs, self.state, k)
+        self.optimizer.update(rec, self.grads, self.rates, self.state)
         rec.advance(self.state)
         return rec.calls
 
     def still_valid(self, X, y, optimizer):
         """Whether this step can train on (X, y) with ``optimizer`` as it is now."""
         same = self.X is X and self.y is y and self.optimizer is optimizer
-        return same and all(optimizer.settings(k) == s for k, s in self.settings.items())
+        return same and optimizer.settings() == self.settings
 
-    def start_epoch(self, perm, lrs, t):
+    def start_epoch(self, perm, lrs, wds, t):
         """Write the epoch's permutation (device array of n row indices), the learning
-        rate of each step (host, ``steps`` numbers) and the steps done so far."""
+        rate and weight decay of each step (host, ``steps`` numbers each) and the
+        steps done so far."""
         bk = self.backend
         self.perm[...] = perm
-        self.lrs[...] = bk.asarray(np.asarray(lrs, dtype=self.lrs.dtype))
+        self.rates[...] = bk.asarray(np.stack([lrs, wds], axis=1).astype(self.rates.dtype))
         self.state[...] = bk.asarray(np.array([0, t], dtype=np.int64))
 
     def run(self, s):
@@ -149,7 +150,7 @@ class TrainStep:
         keep = [self.model.params, *self.optimizer.buffers()]
         saved = [a.copy() for a in keep]
         self.perm[...] = bk.xp.arange(self.n, dtype=np.int64)
-        self.lrs[...] = 0
+        self.rates[...] = 0
         for s in sorted({0, self.steps - 1}):
             self.state[...] = bk.asarray(np.array([s, self.optimizer.t], dtype=np.int64))
             run_calls(self.calls[int(self.rows[s])])

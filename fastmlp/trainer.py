@@ -185,7 +185,8 @@ class Trainer:
                 perm = bk.asarray(permutation, dtype=np.int64)
             else:
                 perm = bk.permutation(bk.rng(_epoch_seed(self.seed, epoch)), step.n)
-            step.start_epoch(perm, lrs, self.optimizer.t)
+            wds = [self.optimizer.decay(int(rows)) for rows in step.rows]
+            step.start_epoch(perm, lrs, wds, self.optimizer.t)
             step.run_epoch(None if bar is None else (lambda: bar.update(1)))
             losses = bk.to_host(step.step_loss).astype(np.float64) / step.rows  # the one sync of the epoch
             if step.weight_sq is not None:

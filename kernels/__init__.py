@@ -13,14 +13,15 @@ A training step is only these calls, on preallocated buffers, all in place:
     sum_into(row_loss, step_loss, state, squared)    step_loss[state[0]] = sum(row_loss) (or of squares)
     linear_backward(a, delta, dW, db)                dW = a.T @ delta, db = delta summed over rows
     backward_input(delta, W, out_prev, d_prev, code) d_prev = (delta @ W.T) * act'(out_prev)
-    sgd_update(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay)
-    adam_update(params, grads, m, v, lrs, state, beta1, beta2, eps, weight_decay, n_decay, sklearn_eps)
+    sgd_update(params, grads, velocity, rates, state, momentum, nesterov, n_decay)
+    adam_update(params, grads, m, v, rates, state, beta1, beta2, eps, n_decay, sklearn_eps)
                                                      one pass over the flat parameter buffer,
-                                                     lr = lrs[state[0]], t = state[1] + 1
+                                                     (lr, weight decay) = rates[state[0]],
+                                                     t = state[1] + 1
     advance(state)                                   state += 1: the next step
 
-``state`` (int64 (2,): step within the epoch, steps done) and ``lrs`` (the
-learning rate of every step of the epoch) live on the device, so on a GPU the
+``state`` (int64 (2,): step within the epoch, steps done) and ``rates`` (the
+learning rate and weight decay of every step of the epoch) live on the device, so on a GPU the
 whole step can be captured once as a CUDA graph and replayed: nothing per step
 comes from the host. Also here, for evaluation and the fused epilogues:
 
@@ -186,17 +187,16 @@ def cuda_kernels(stream=None):
 
         return launch
 
-    def sgd_update(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay):
+    def sgd_update(params, grads, velocity, rates, state, momentum, nesterov, n_decay):
         f = params.dtype.type  # scalars in the arrays' dtype: no float64 math on the GPU
         _sgd_update_cuda[blocks(params.size), THREADS_PER_BLOCK, stream](
-            view(params), view(grads), view(velocity), view(lrs), view(state), f(momentum), bool(nesterov),
-            f(weight_decay), n_decay,
+            view(params), view(grads), view(velocity), view(rates), view(state), f(momentum), bool(nesterov), n_decay
         )
 
-    def adam_update(params, grads, m, v, lrs, state, beta1, beta2, eps, weight_decay, n_decay, sklearn_eps=False):
+    def adam_update(params, grads, m, v, rates, state, beta1, beta2, eps, n_decay, sklearn_eps=False):
         _adam_update_cuda[blocks(params.size), THREADS_PER_BLOCK, stream](
-            view(params), view(grads), view(m), view(v), view(lrs), view(state),
-            *adam_scalars(params.dtype, beta1, beta2, eps, weight_decay), n_decay, bool(sklearn_eps),
+            view(params), view(grads), view(m), view(v), view(rates), view(state),
+            *adam_scalars(params.dtype, beta1, beta2, eps), n_decay, bool(sklearn_eps),
         )
 
     def advance(state):

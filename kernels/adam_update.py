@@ -3,12 +3,13 @@
 Shapes
     params, grads, m, v   (P,) float32 or float64, all weights first
                           (params[:n_decay]), then biases
-    lrs                   (S,) same dtype: the learning rate of each step of the epoch
+    rates                 (S, 2) same dtype: (learning rate, weight decay) of each
+                          step of the epoch
     state                 (2,) int64 on the device: state[0] = step within the
-                          epoch (selects lrs[state[0]]), state[1] = steps done before
-                          this one, so t = state[1] + 1
+                          epoch (selects rates[state[0]]), state[1] = steps done
+                          before this one, so t = state[1] + 1
 
-Math, with lr = lrs[state[0]], g = grads + weight_decay * params on the weights
+Math, with (lr, wd) = rates[state[0]], g = grads + wd * params on the weights
 (L2, not the biases), bias corrections c1 = 1 - beta1**t, c2 = 1 - beta2**t:
     m <- beta1 m + (1 - beta1) g
     v <- beta2 v + (1 - beta2) g**2
@@ -57,11 +58,10 @@ def _step(p, m, v, i, g, step, b1, b2, one_b1, one_b2, scale, eps):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _adam_update_cpu(params, grads, m, v, lrs, state, beta1, beta2, one_b1, one_b2, eps, weight_decay, n_decay,
-                     sklearn_eps):
+def _adam_update_cpu(params, grads, m, v, rates, state, beta1, beta2, one_b1, one_b2, eps, n_decay, sklearn_eps):
     # every scalar arrives in the arrays' dtype (the caller casts): written here as
     # 1 - beta1, Numba would type int - float32 as float64 and run the loop in float64
-    lr = lrs[state[0]]
+    lr, weight_decay = rates[state[0], 0], rates[state[0], 1]
     f = params.dtype.type
     t = f(state[1] + 1)
     c1 = -math.expm1(t * math.log1p(-one_b1))
@@ -77,12 +77,11 @@ def _adam_update_cpu(params, grads, m, v, lrs, state, beta1, beta2, one_b1, one_
 
 
 @cuda.jit(cache=True)
-def _adam_update_cuda(params, grads, m, v, lrs, state, beta1, beta2, one_b1, one_b2, eps, weight_decay, n_decay,
-                      sklearn_eps):
+def _adam_update_cuda(params, grads, m, v, rates, state, beta1, beta2, one_b1, one_b2, eps, n_decay, sklearn_eps):
     i = cuda.grid(1)
     if i >= params.size:
         return
-    lr = lrs[state[0]]
+    lr = rates[state[0], 0]
     f = params.dtype.type
     t = f(state[1] + 1)
     c1 = -math.expm1(t * math.log1p(-one_b1))
@@ -95,7 +94,7 @@ def _adam_update_cuda(params, grads, m, v, lrs, state, beta1, beta2, one_b1, one
         scale = f(1) / math.sqrt(c2)
     g = grads[i]
     if i < n_decay:
-        g += weight_decay * params[i]
+        g += rates[state[0], 1] * params[i]
     mi = beta1 * m[i] + one_b1 * g
     vi = beta2 * v[i] + one_b2 * g * g
     m[i] = mi
@@ -103,14 +102,14 @@ def _adam_update_cuda(params, grads, m, v, lrs, state, beta1, beta2, one_b1, one
     params[i] -= step * mi / (math.sqrt(vi) * scale + eps)
 
 
-def adam_scalars(dtype, beta1, beta2, eps, weight_decay):
-    """(beta1, beta2, 1 - beta1, 1 - beta2, eps, weight_decay) in ``dtype``; 1 - beta
-    is formed in float64 first, so it is exact to the dtype's precision."""
+def adam_scalars(dtype, beta1, beta2, eps):
+    """(beta1, beta2, 1 - beta1, 1 - beta2, eps) in ``dtype``; 1 - beta is formed in
+    float64 first, so it is exact to the dtype's precision."""
     f = np.dtype(dtype).type
-    return f(beta1), f(beta2), f(1 - beta1), f(1 - beta2), f(eps), f(weight_decay)
+    return f(beta1), f(beta2), f(1 - beta1), f(1 - beta2), f(eps)
 
 
-def adam_update_cpu(params, grads, m, v, lrs, state, beta1, beta2, eps, weight_decay, n_decay, sklearn_eps=False):
+def adam_update_cpu(params, grads, m, v, rates, state, beta1, beta2, eps, n_decay, sklearn_eps=False):
     """In place on NumPy arrays."""
-    _adam_update_cpu(params, grads, m, v, lrs, state, *adam_scalars(params.dtype, beta1, beta2, eps, weight_decay),
-                     n_decay, bool(sklearn_eps))
+    _adam_update_cpu(params, grads, m, v, rates, state, *adam_scalars(params.dtype, beta1, beta2, eps), n_decay,
+                     bool(sklearn_eps))

@@ -4,18 +4,18 @@ Shapes
     params, grads, velocity   (P,) float32 or float64, the same layout: all
                               weights first (params[:n_decay]), then biases
     velocity                  (P,) for momentum, or an empty array for plain SGD
-    lrs                       (S,) same dtype: the learning rate of every step of
-                              the epoch, filled once per epoch from the schedule
+    rates                     (S, 2) same dtype: (learning rate, weight decay) of
+                              every step of the epoch, filled once per epoch
     state                     (2,) int64 on the device: state[0] = step within the
-                              epoch (selects lrs[state[0]]), state[1] = steps done
+                              epoch (selects rates[state[0]]), state[1] = steps done
 
-Math, with lr = lrs[state[0]] and g = grads + weight_decay * params on the
+Math, with (lr, wd) = rates[state[0]] and g = grads + wd * params on the
 weights (L2, not the biases):
     plain:     p <- p - lr g
     momentum:  v <- mu v - lr g;  p <- p + v
     nesterov:  v <- mu v - lr g;  p <- p + mu v - lr g
 
-The learning rate is read from device memory, not passed as a number, so a
+The rates are read from device memory, not passed as numbers, so a
 captured CUDA graph replays every step with that step's rate and the host sends
 nothing per step. One pass instead of the five or six whole-buffer NumPy/CuPy
 operations the same update takes otherwise; ``grads`` is left untouched.
@@ -53,11 +53,10 @@ def _step(p, g, v, i, lr, mu, nesterov, use_v):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _sgd_update_cpu(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay):
+def _sgd_update_cpu(params, grads, velocity, rates, state, momentum, nesterov, n_decay):
     use_v = velocity.size > 0
-    lr = lrs[state[0]]
+    lr, wd = rates[state[0], 0], rates[state[0], 1]
     mu = params.dtype.type(momentum)
-    wd = params.dtype.type(weight_decay)
     # Two loops rather than a branch on i < n_decay, so each one vectorises.
     for i in range(n_decay):
         _step(params, grads[i] + wd * params[i], velocity, i, lr, mu, nesterov, use_v)
@@ -66,14 +65,14 @@ def _sgd_update_cpu(params, grads, velocity, lrs, state, momentum, nesterov, wei
 
 
 @cuda.jit(cache=True)
-def _sgd_update_cuda(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay):
+def _sgd_update_cuda(params, grads, velocity, rates, state, momentum, nesterov, n_decay):
     i = cuda.grid(1)
     if i >= params.size:
         return
-    lr = lrs[state[0]]
+    lr = rates[state[0], 0]
     g = grads[i]
     if i < n_decay:
-        g += weight_decay * params[i]
+        g += rates[state[0], 1] * params[i]
     if velocity.size > 0:
         v = momentum * velocity[i] - lr * g
         velocity[i] = v
@@ -85,6 +84,6 @@ def _sgd_update_cuda(params, grads, velocity, lrs, state, momentum, nesterov, we
         params[i] -= lr * g
 
 
-def sgd_update_cpu(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay):
+def sgd_update_cpu(params, grads, velocity, rates, state, momentum, nesterov, n_decay):
     """In place on NumPy arrays (``velocity`` empty for plain SGD)."""
-    _sgd_update_cpu(params, grads, velocity, lrs, state, momentum, nesterov, weight_decay, n_decay)
+    _sgd_update_cpu(params, grads, velocity, rates, state, momentum, nesterov, n_decay)

@@ -121,9 +121,9 @@ def linear_inputs(rng, n, K, N, dtype, code, spare=0):
         out_prev=row_slice(out_prev, spare),
     )
 
-def lr_state(dtype, lr, t_done=0, step=2):
-    """(lrs, state) as the optimiser kernels read them: ``lr`` at slot ``step`` among
-    decoy rates (so reading the wrong slot fails), state = (step, t_done)."""
-    lrs = np.array([9.0, 7.0, 5.0, 3.0], dtype=dtype)
-    lrs[step] = lr
-    return lrs, np.array([step, t_done], dtype=np.int64)
+def rates_state(dtype, lr, weight_decay, t_done=0, step=2):
+    """(rates, state) as the optimiser kernels read them: (lr, weight_decay) at row
+    ``step`` among decoy rows (so reading the wrong step fails), state = (step, t_done)."""
+    rates = np.array([[9.0, 0.5], [7.0, 0.7], [5.0, 0.9], [3.0, 0.3]], dtype=dtype)
+    rates[step] = lr, weight_decay
+    return rates, np.array([step, t_done], dtype=np.int64)

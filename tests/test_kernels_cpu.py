@@ -13,7 +13,7 @@ from kernel_cases import (
     update_cases,
 )
 
-from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, lr_state, update_cases
+from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, rates_state, update_cases
 
 from fastmlp import kernels
 
@@ -91,8 +91,8 @@ def test_sgd_update_matches_reference(dtype, momentum, nesterov, wd):
             v = v[:0]
         want_p, want_v = kernels.sgd_update_reference(p, g, v, 0.05, momentum, nesterov, wd, n_decay)
         got_p, got_v, g_before = p.copy(), v.copy(), g.copy()
-        lrs, state = lr_state(dtype, 0.05)
-        kernels.CPU_KERNELS.sgd_update(got_p, g, got_v, lrs, state, momentum, nesterov, wd, n_decay)
+        rates, state = rates_state(dtype, 0.05, wd)
+        kernels.CPU_KERNELS.sgd_update(got_p, g, got_v, rates, state, momentum, nesterov, n_decay)
         assert_close(got_p, want_p, dtype, f"sgd {name} params")
         if momentum:
             assert_close(got_v, want_v, dtype, f"sgd {name} velocity")
@@ -107,8 +107,8 @@ def test_adam_update_matches_reference(dtype, sklearn_eps):
         for name, p, g, (m, v), n_decay in update_cases(rng, dtype):
             want = kernels.adam_update_reference(p, g, m, v, 1e-3, 0.9, 0.999, 1e-3, t, 1e-2, n_decay, sklearn_eps)
             got = p.copy(), m.copy(), v.copy()
-            lrs, state = lr_state(dtype, 1e-3, t_done=t - 1)
-            kernels.CPU_KERNELS.adam_update(*got[:1], g, *got[1:], lrs, state, 0.9, 0.999, 1e-3, 1e-2, n_decay, sklearn_eps)
+            rates, state = rates_state(dtype, 1e-3, 1e-2, t_done=t - 1)
+            kernels.CPU_KERNELS.adam_update(*got[:1], g, *got[1:], rates, state, 0.9, 0.999, 1e-3, n_decay, sklearn_eps)
             for what, a, b in zip(("params", "m", "v"), got, want):
                 assert_close(a, b, dtype, f"adam t={t} {name} {what}")
 

@@ -7,7 +7,7 @@ run, so indexing and bounds bugs are caught without hardware.
 
 import numpy as np
 import pytest
-from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, lr_state, update_cases
+from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, rates_state, update_cases
 from numba import config, cuda
 
 from fastmlp import kernels
@@ -66,8 +66,8 @@ def test_sgd_update_matches_reference(launch, dtype, momentum, nesterov, wd):
             v = v[:0]
         want_p, want_v = kernels.sgd_update_reference(p, g, v, 0.05, momentum, nesterov, wd, n_decay)
         d_p, d_g, d_v = cuda.to_device(p), cuda.to_device(g), cuda.to_device(v)
-        d_lrs, d_state = (cuda.to_device(a) for a in lr_state(dtype, 0.05))
-        launch.sgd_update(d_p, d_g, d_v, d_lrs, d_state, momentum, nesterov, wd, n_decay)
+        d_rates, d_state = (cuda.to_device(a) for a in rates_state(dtype, 0.05, wd))
+        launch.sgd_update(d_p, d_g, d_v, d_rates, d_state, momentum, nesterov, n_decay)
         assert_close(d_p.copy_to_host(), want_p, dtype, f"sgd {name} params")
         if momentum:
             assert_close(d_v.copy_to_host(), want_v, dtype, f"sgd {name} velocity")
@@ -81,8 +81,8 @@ def test_adam_update_matches_reference(launch, dtype, sklearn_eps):
         for name, p, g, (m, v), n_decay in update_cases(rng, dtype, small=SMALL):
             want = kernels.adam_update_reference(p, g, m, v, 1e-3, 0.9, 0.999, 1e-3, t, 1e-2, n_decay, sklearn_eps)
             d = [cuda.to_device(a) for a in (p, g, m, v)]
-            d_lrs, d_state = (cuda.to_device(a) for a in lr_state(dtype, 1e-3, t_done=t - 1))
-            launch.adam_update(*d, d_lrs, d_state, 0.9, 0.999, 1e-3, 1e-2, n_decay, sklearn_eps)
+            d_rates, d_state = (cuda.to_device(a) for a in rates_state(dtype, 1e-3, 1e-2, t_done=t - 1))
+            launch.adam_update(*d, d_rates, d_state, 0.9, 0.999, 1e-3, n_decay, sklearn_eps)
             for what, a, b in zip(("params", "m", "v"), (d[0], d[2], d[3]), want):
                 assert_close(a.copy_to_host(), b, dtype, f"adam t={t} {name} {what}")
 

@@ -49,8 +49,8 @@ def _signatures(t):
         "sigmoid_backward": (sigmoid_backward._sigmoid_backward_cuda, (mat, mat)),
         "tanh_backward": (tanh_backward._tanh_backward_cuda, (mat, mat)),
         # scalars arrive in the arrays' dtype: the launchers in kernels/__init__.py cast them
-        "sgd_update": (sgd_update._sgd_update_cuda, (vec, vec, vec, vec, ivec, t, boolean, t, int64)),
-        "adam_update": (adam_update._adam_update_cuda, (vec,) * 5 + (ivec,) + (t,) * 6 + (int64, boolean)),
+        "sgd_update": (sgd_update._sgd_update_cuda, (vec, vec, vec, mat, ivec, t, boolean, int64)),
+        "adam_update": (adam_update._adam_update_cuda, (vec,) * 4 + (mat, ivec) + (t,) * 5 + (int64, boolean)),
         # the GEMMs: ..., part (the flat split-K scratch), k_chunk; their reduce kernels: part, split, ...
         "linear_forward": (linear_forward._linear_forward_cuda, (mat, mat, vec, mat, int64, vec, int64)),
         "linear_forward_reduce": (linear_forward._linear_forward_reduce_cuda, (vec, int64, vec, mat, int64)),

@@ -58,11 +58,15 @@ def test_each_step_reads_its_own_learning_rate_from_the_device_buffer():
     assert not np.array_equal(model.params, p0)
 
 
-def test_step_is_rebuilt_when_the_optimiser_settings_change():
+def test_weight_decay_is_data_but_momentum_rebuilds_the_step():
     model, trainer, X, y = _step()
     first = trainer.prepare_step(X, y)
     assert trainer.prepare_step(X, y) is first
-    trainer.optimizer.weight_decay = 0.5
+    trainer.optimizer.weight_decay = 0.5  # read from the device rates every step: the same step (and graph)
+    assert trainer.prepare_step(X, y) is first
+    trainer.train_epoch(X, y, 0.1)
+    assert np.allclose(first.rates.T, [[0.1] * 3, [0.5] * 3])
+    trainer.optimizer.momentum = 0.5  # baked into the launches: a new step
     assert trainer.prepare_step(X, y) is not first
 
 
