@@ -416,7 +416,7 @@ STEPS = [
          lambda c: c.probe("micro", *(["--quick"] if c.quick else [])), (60, 30), finish=_probe_result("micro")),
     Step("capture", "Numba kernel on a capturing CuPy stream, graph replay", lambda c: c.probe("capture"), (45, 30),
          finish=_probe_result("capture")),
-    Step("epoch", "epoch time: fastmlp modes, PyTorch eager and compiled, fastmlp cpu", _epoch_command, (180, 90),
+    Step("epoch", "epoch time: fastmlp modes, PyTorch eager and compiled, fastmlp cpu", _epoch_command, (180, 120),
          gpu=False, finish=_benchmark("epoch", "epoch-gpu", _epoch_note)),
     Step("scaling", "throughput against batch size on the GPU", _scaling_command, (90, 40),
          finish=_benchmark("scaling", "scaling-gpu", lambda r: f"{sum(map(len, r['batch'].values()))} batch sizes")),
