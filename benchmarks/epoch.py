@@ -64,8 +64,8 @@ def run_device(device, names, ds, args, log=print):
             "test_accuracy": system.accuracy(),
             "epochs_trained": 1 + args.epochs,
         }
-        if name == "fastmlp":
-            row["compile_s"] = system.compile_seconds
+        row.update(system.details() if hasattr(system, "details") else {})  # compile time, graph mode, ...
+        if name.startswith("fastmlp"):
             row["gflops"] = common.gemm_flops_per_sample(args.sizes) * n / med / 1e9
         rows.append(row)
     base = next((r for r in rows if r["key"] == "fastmlp"), None)
@@ -143,12 +143,12 @@ def main(argv=None):
 
     print(f"\n{args.dataset} {'-'.join(map(str, args.sizes))} ReLU, batch {args.batch_size}, SGD momentum "
           f"{args.momentum}; median of {args.epochs} epochs after a warm-up epoch; {machine['cpu']}, {machine['cores']} cores")
-    print(f"{'system':<18}{'device':<8}{'epoch s':>9}{'samples/s':>12}{'test acc':>10}{'vs fastmlp':>12}")
+    print(f"{'system':<36}{'device':<8}{'epoch s':>9}{'samples/s':>12}{'test acc':>10}{'vs fastmlp':>12}")
     for r in rows:
-        print(f"{r['system']:<18}{r['device']:<8}{r['median_epoch_s']:>9.3f}{r['samples_per_s']:>12,.0f}"
+        print(f"{r['system']:<36}{r['device']:<8}{r['median_epoch_s']:>9.3f}{r['samples_per_s']:>12,.0f}"
               f"{100 * r['test_accuracy']:>9.2f}%{r['ratio_to_fastmlp']:>11.2f}x")
     for what, why in skipped.items():
-        print(f"{what:<26}skipped: {why}")
+        print(f"{what:<44}skipped: {why}")
     if "cpu" in fm:
         c = fm["cpu"]
         print(f"fastmlp cpu: compile {c['compile_s']:.2f} s (once, cached); {c['gflops']:.1f} GFLOP/s in GEMMs = "

@@ -8,9 +8,17 @@ Every system trains the same net (ReLU hidden layers, softmax cross-entropy),
 on the same float32 data, with the same batch size and optimiser, and shuffles
 every epoch. A system whose package is missing raises :class:`Unavailable`,
 which the benchmarks report as a skipped row.
+
+fastmlp runs as the Trainer's default (``fastmlp``) and, on a GPU, in each of
+its execution modes side by side: ``fastmlp-eager`` (kernel launches per step),
+``fastmlp-graph`` (each step a replayed CUDA graph) and ``fastmlp-graph-epoch``
+(the whole epoch one graph). ``torch-compile`` is PyTorch with
+``torch.compile(mode="reduce-overhead")``, which uses CUDA graphs: CUDA only.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -21,17 +29,41 @@ class Unavailable(Exception):
     """This system cannot run here (package or device missing); the message says why."""
 
 
+# The Trainer's execution modes on a GPU (label, Trainer keyword arguments).
+GRAPH_MODES = {
+    "eager": ("eager", {"cuda_graph": "off"}),
+    "graph": ("CUDA graph per step", {"cuda_graph": "on", "graph_scope": "step"}),
+    "graph-epoch": ("CUDA graph per epoch", {"cuda_graph": "on", "graph_scope": "epoch"}),
+}
+
+
+def make_trainer(model, mode=None, **kwargs):
+    """fastmlp.Trainer in one of GRAPH_MODES (None: the Trainer's default); Unavailable
+    when this fastmlp's Trainer has no such option yet."""
+    options = GRAPH_MODES[mode][1] if mode else {}
+    try:
+        return fastmlp.Trainer(model, **kwargs, **options)
+    except TypeError as exc:
+        if options and any(k in str(exc) for k in options):
+            raise Unavailable(f"this fastmlp's Trainer does not take {options} yet ({exc})") from None
+        raise
+
+
 class FastMLP:
     label = "fastmlp"
 
-    def __init__(self, device, ds, sizes, batch_size, lr, momentum, seed):
+    def __init__(self, device, ds, sizes, batch_size, lr, momentum, seed, mode=None):
         try:
             self.backend = fastmlp.get_backend(device)
         except fastmlp.DeviceError as exc:
             raise Unavailable(str(exc)) from None
+        if mode and not self.backend.is_gpu:
+            raise Unavailable(f"the {GRAPH_MODES[mode][0]} mode is for a GPU; the CPU's row is 'fastmlp'")
+        if mode:
+            self.label = f"fastmlp ({GRAPH_MODES[mode][0]})"
         self.model = fastmlp.MLP(sizes, device=self.backend, seed=seed)
-        self.trainer = fastmlp.Trainer(
-            self.model, lr=lr, momentum=momentum, batch_size=batch_size, schedule="constant", seed=seed,
+        self.trainer = make_trainer(
+            self.model, mode, lr=lr, momentum=momentum, batch_size=batch_size, schedule="constant", seed=seed,
             progress=False, log=None,
         )
         self.x, self.y = self.trainer.prepare(ds.x_train, ds.y_train)
@@ -47,6 +79,14 @@ class FastMLP:
 
     def accuracy(self):
         return fastmlp.evaluate(self.model, self.x_test, self.y_test)[1]
+
+    def details(self):
+        """Extra fields for the results row: the compile time, and what the Trainer
+        ran as ({"mode": "graph" | "eager", "scope": ..., "reason": ...}), where it says."""
+        info = {"compile_s": self.compile_seconds}
+        if getattr(self.trainer, "graph_info", None) is not None:
+            info["graph_info"] = self.trainer.graph_info
+        return info
 
 
 class NumpyTutorial:
@@ -128,14 +168,18 @@ class Torch:
         self.x_test = torch.from_numpy(ds.x_test).to(self.dev)
         self.y_test = torch.from_numpy(ds.y_test).to(self.dev)
         self.batch = batch_size
+        self.forward = self.net
+        self.step_begin = None
 
     def epoch(self):
         torch, n = self.torch, self.x.shape[0]
         perm = torch.randperm(n, device=self.dev)
         for s in range(0, n, self.batch):
             idx = perm[s : s + self.batch]
+            if self.step_begin is not None:
+                self.step_begin()
             self.opt.zero_grad(set_to_none=True)
-            self.loss(self.net(self.x[idx]), self.y[idx]).backward()
+            self.loss(self.forward(self.x[idx]), self.y[idx]).backward()
             self.opt.step()
         if self.dev.type == "cuda":
             torch.cuda.synchronize()
@@ -143,6 +187,26 @@ class Torch:
     def accuracy(self):
         with self.torch.no_grad():
             return float((self.net(self.x_test).argmax(1) == self.y_test).float().mean())
+
+
+class TorchCompile(Torch):
+    """The same PyTorch net with ``torch.compile(mode="reduce-overhead")``: Inductor's
+    fused kernels, replayed as CUDA graphs. The optimiser step stays eager, as in
+    the usual recipe; the warm-up epoch pays for the compile."""
+
+    label = "pytorch compile (reduce-overhead)"
+
+    def __init__(self, device, ds, sizes, batch_size, lr, momentum, seed):
+        if not device.startswith("cuda"):
+            raise Unavailable('torch.compile(mode="reduce-overhead") replays CUDA graphs: CUDA only')
+        super().__init__(device, ds, sizes, batch_size, lr, momentum, seed)
+        # dynamic=False: one static graph for the full batches and one for the shorter last batch
+        self.forward = self.torch.compile(self.net, mode="reduce-overhead", dynamic=False)
+        # each step's graph outputs may be overwritten by the next replay: mark where a step begins
+        self.step_begin = getattr(self.torch.compiler, "cudagraph_mark_step_begin", None)
+
+    def details(self):
+        return {"torch_compile_mode": "reduce-overhead"}
 
 
 class SklearnMLP:
@@ -170,7 +234,16 @@ class SklearnMLP:
         return float(self.clf.score(self.x_test, self.y_test))
 
 
-SYSTEMS = {"fastmlp": FastMLP, "numpy": NumpyTutorial, "torch": Torch, "sklearn": SklearnMLP}
+SYSTEMS = {
+    "fastmlp": FastMLP,
+    "fastmlp-eager": functools.partial(FastMLP, mode="eager"),
+    "fastmlp-graph": functools.partial(FastMLP, mode="graph"),
+    "fastmlp-graph-epoch": functools.partial(FastMLP, mode="graph-epoch"),
+    "numpy": NumpyTutorial,
+    "torch": Torch,
+    "torch-compile": TorchCompile,
+    "sklearn": SklearnMLP,
+}
 
 
 def make(name, device, ds, sizes, batch_size, lr, momentum, seed):

@@ -1,6 +1,10 @@
 """Markdown tables for the README, generated from the JSON files in benchmarks/results/.
 
     python -m benchmarks.report [--label cpu-2core]
+
+Each ``benchmarks/results/gpu-<device>-<date>/`` folder that
+``python -m benchmarks.gpu_check`` wrote adds a GPU section, the device named;
+without such a folder there is none.
 """
 
 from __future__ import annotations
@@ -19,18 +23,20 @@ def _load(name):
 
 def epoch_table(r):
     m, s = r["machine"], r["settings"]
+    gpus = "".join(f", {d} = {name}" for d, name in (m.get("gpus") or {}).items())
     lines = [
         f"Epoch of MNIST, {'-'.join(map(str, s['sizes']))} ReLU, batch {s['batch_size']}, SGD momentum {s['momentum']}: "
         f"median of {s['epochs']} epochs after a warm-up epoch, systems alternating "
-        f"({m['cpu']}, {m['cores']} cores; from `benchmarks/results/{r['_name']}.json`).",
+        f"({m['cpu']}, {m['cores']} cores{gpus}; from `benchmarks/results/{r['_name']}.json`).",
         "",
         "| system | device | epoch (s) | samples/s | test accuracy | time vs fastmlp |",
         "|---|---|---|---|---|---|",
     ]
     for row in r["results"]:
+        ratio = "-" if row["ratio_to_fastmlp"] is None else f"{row['ratio_to_fastmlp']:.2f}x"
         lines.append(
             f"| {row['system']} | {row['device']} | {row['median_epoch_s']:.3f} | {row['samples_per_s']:,.0f} | "
-            f"{100 * row['test_accuracy']:.2f} % | {row['ratio_to_fastmlp']:.2f}x |"
+            f"{100 * row['test_accuracy']:.2f} % | {ratio} |"
         )
     fm = next((row for row in r["results"] if row["key"] == "fastmlp" and row["device"] == "cpu"), None)
     if fm:
@@ -80,6 +86,73 @@ def sklearn_fit_table(r):
     return lines
 
 
+def _gpu_steps(summary):
+    lines = ["| step | status | seconds | result |", "|---|---|---|---|"]
+    for st in summary["steps"]:
+        seconds = "-" if st["seconds"] is None else f"{st['seconds']:.1f}"
+        text = (st["reason"] or st["note"]).replace("|", "/")
+        lines.append(f"| {st['name']} | {st['status']} | {seconds} | {text} |")
+    return lines
+
+
+def _gpu_micro(r):
+    lines = [f"Host cost per call, median of {next(iter(r['results'].values())).get('repeats', '?')} runs "
+             "(enqueue: until the last call returns; wall: until the GPU is done too):", "",
+             "| call | enqueue (µs) | wall (µs) |", "|---|---|---|"]
+    for name, v in r["results"].items():
+        if "error" in v:
+            lines.append(f"| {name} | failed: {v['error'][:80]} | |")
+        else:
+            lines.append(f"| {name} | {v['enqueue_us']:.1f} | {v['wall_us']:.1f} |")
+    return lines
+
+
+def _gpu_capture(r):
+    lines = [f"Numba kernels launched on a capturing CuPy stream, graph replayed {r['replays']} times:", "",
+             "| variant | replays correctly | detail |", "|---|---|---|"]
+    for name, v in r["results"].items():
+        lines.append(f"| {name} | {'yes' if v.get('ok') else 'no'} | {v.get('error') or v.get('detail', '')} |")
+    return lines
+
+
+def _gpu_parity(r):
+    lines = [f"CPU vs GPU after one epoch ({r['rows']:,} rows, same batch order); relative differences divide by "
+             f"max(|cpu|, {r['rel_floor']:g}):", "",
+             "| dtype | GPU mode | worst abs | worst rel | outside tolerance | worst step-loss rel | ran as |",
+             "|---|---|---|---|---|---|---|"]
+    for dtype, rows in r["results"].items():
+        for mode, v in rows.items():
+            if "params" not in v:
+                lines.append(f"| {dtype} | {mode} | {v['status']}: {v.get('reason', '')[:80]} | | | | |")
+                continue
+            p, info = v["params"], v.get("graph_info") or {}
+            ran = " ".join(str(info[k]) for k in ("mode", "scope") if k in info) or "-"
+            lines.append(f"| {dtype} | {mode} | {p['max_abs']:.2e} | {p['max_rel']:.2e} | {p['outside_tolerance']} "
+                         f"(rtol {p['rtol']:g}) | {v['max_rel_step_loss']:.2e} | {ran} |")
+    return lines
+
+
+def gpu_sections(folder):
+    """Markdown for one gpu_check results folder: the device, every step's status,
+    and the tables of the steps that produced results."""
+    summary = json.loads((folder / "summary.json").read_text())
+    name = f"benchmarks/results/{folder.name}"
+    lines = [f"GPU check on **{summary.get('gpu') or 'no GPU'}**, {summary['mode']} run of {summary['started']} "
+             f"(from `{name}/`):", "", *_gpu_steps(summary)]
+    for file, fmt in (("micro.json", _gpu_micro), ("capture.json", _gpu_capture), ("parity.json", _gpu_parity)):
+        if (folder / file).exists():
+            lines += ["", *fmt(json.loads((folder / file).read_text()))]
+    for kind, fmt in (("epoch", epoch_table), ("time-to-accuracy", tta_table), ("scaling", scaling_table)):
+        path = folder / f"{kind}-gpu.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            r["_name"] = f"{folder.name}/{kind}-gpu"
+            lines += ["", *fmt(r)]
+    if (folder / "ncu-summary.txt").exists():
+        lines += ["", f"Kernels of a few training steps under ncu, and the gaps between them: `{name}/ncu-summary.txt`."]
+    return lines
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.report")
     p.add_argument("--label", default="cpu-2core")
@@ -92,6 +165,9 @@ def main(argv=None):
             continue
         r["_name"] = f"{kind}-{args.label}"
         print("\n".join(fmt(r)))
+        print()
+    for folder in sorted(p.parent for p in RESULTS.glob("gpu-*/summary.json")):
+        print("\n".join(gpu_sections(folder)))
         print()
     return 0
 
