@@ -412,9 +412,11 @@ def capture(replays=50):
         p0, g, v0 = (rng.standard_normal(n) for _ in range(3))
         p, dg, v = cupy.asarray(p0), cupy.asarray(g), cupy.asarray(v0)
         launch = kernels.cuda_kernels(ns).sgd_update
+        rates = cupy.asarray(np.array([[0.01, 1e-3]]))  # (lr, weight decay) of step 0
+        state = cupy.zeros(2, dtype=np.int64)  # no advance kernel here: every replay is step 0
 
         def body():
-            launch(p, dg, v, 0.01, 0.9, False, 1e-3, n // 2)
+            launch(p, dg, v, rates, state, 0.9, False, n // 2)
 
         def check():
             want_p, want_v = p0, v0
