@@ -7,19 +7,15 @@ CUDA one: gather, GEMMs with their epilogues, loss, loss sum, backward, the
 optimiser reading its learning rate and step count from the device, advance.
 The simulator cannot run CuPy, so the step runs on Numba device arrays that
 share memory with NumPy buffers (``SimBackend.kernel_array``); on a GPU the
-same list would be captured as a CUDA graph.
+same test runs the real CuPy backend, where the list is captured as CUDA graphs.
 """
 
 import numpy as np
 import pytest
 from numba import config
 
-from fastmlp import MLP, Backend, Trainer, kernels
+from fastmlp import MLP, Backend, DeviceError, Trainer, get_backend, kernels
 
-pytestmark = pytest.mark.skipif(
-    not config.ENABLE_CUDASIM,
-    reason="runs under NUMBA_ENABLE_CUDASIM=1 (test_cuda_simulator.py starts it); on a GPU, tests/test_gpu.py checks the real step",
-)
 
 
 class DeviceViewBackend(Backend):
@@ -36,17 +32,27 @@ class DeviceViewBackend(Backend):
         return FakeCUDAArray(a) if isinstance(a, np.ndarray) else a
 
 
+def _device_backend():
+    """The simulator's stand-in, or the real CUDA backend (CuPy) on a GPU."""
+    if config.ENABLE_CUDASIM:
+        return DeviceViewBackend()
+    try:
+        return get_backend("cuda")
+    except DeviceError as exc:
+        pytest.skip(f"no CUDA GPU and NUMBA_ENABLE_CUDASIM is not set (test_cuda_simulator.py runs this): {exc}")
+
+
 def _train(backend, optimizer, dtype, sizes=(20, 12, 7, 3), n=7, batch=4, epochs=2):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
     y = rng.integers(0, sizes[-1], n)
     model = MLP(sizes, device=backend, dtype=dtype, seed=1)
     trainer = Trainer(model, optimizer=optimizer, lr=0.1, batch_size=batch, weight_decay=1e-3, schedule="cosine",
-                      progress=False, log=None, cuda_graph="off")
+                      progress=False, log=None, cuda_graph="auto")
     Xd, yd = trainer.prepare(X, y)
     lr = lambda step: 0.1 / (1 + step)  # a different rate every step: lrs[state[0]] must pick the right one
     losses = [trainer.train_epoch(Xd, yd, lr, permutation=rng.permutation(n)) for _ in range(epochs)]
-    return model.params.copy(), np.concatenate(losses), trainer
+    return backend.to_host(model.params).copy(), np.concatenate(losses), trainer
 
 
 # each simulated step runs every GPU thread in Python: two mixes cover both
@@ -54,7 +60,7 @@ def _train(backend, optimizer, dtype, sizes=(20, 12, 7, 3), n=7, batch=4, epochs
 @pytest.mark.parametrize("optimizer, dtype", [("momentum", np.float64), ("adam", np.float32)])
 def test_cuda_step_matches_the_cpu_step(optimizer, dtype):
     cpu_params, cpu_losses, _ = _train(Backend("cpu", np, kernels.CPU_KERNELS), optimizer, dtype)
-    sim_params, sim_losses, trainer = _train(DeviceViewBackend(), optimizer, dtype)
+    sim_params, sim_losses, trainer = _train(_device_backend(), optimizer, dtype)
     assert trainer.optimizer.t == 4 and trainer.step_count == 4
     rtol, atol = (2e-4, 2e-6) if dtype == np.float32 else (1e-10, 1e-13)
     np.testing.assert_allclose(sim_losses, cpu_losses, rtol=rtol, atol=atol)
