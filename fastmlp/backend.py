@@ -92,13 +92,6 @@ class Backend:
                 graph = s.end_capture()
         return graph
 
-    def gather(self, a, idx, out):
-        """out[:] = a[idx] along the first axis, without allocating (idx in range)."""
-        if self.is_gpu:
-            return self.xp.take(a, idx, axis=0, out=out)
-        # mode="clip" skips NumPy's bounds-check buffering; the indices come from a permutation.
-        return np.take(a, idx, axis=0, out=out, mode="clip")
-
     def rng(self, seed):
         """A random generator that lives on this device (for shuffling)."""
         if self.is_gpu:
