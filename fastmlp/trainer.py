@@ -207,25 +207,28 @@ class Trainer:
         built, warmed up (compiling the kernels, timed as ``history['compile_time']``)
         and, on a GPU, captured as CUDA graphs on first use; reused while X, y, the
         batch size and the optimiser's settings stay the same."""
-        step = self._step
-        stale = step is None or step.batch != min(self.batch_size, X.shape[0]) or not step.still_valid(X, y, self.optimizer)
-        if stale or (self.track_weight_sq and step.weight_sq is None):
-            self._step = None  # free the old buffers first
-            step = TrainStep(self.model, self.optimizer, X, y, self.batch_size, self.track_weight_sq)
-            t0 = time.perf_counter()
-            step.warm_up()
-            step.capture(self.cuda_graph, self.graph_scope)
-            self.backend.synchronize()
-            seconds = time.perf_counter() - t0
-            self.history["compile_time"] = seconds
-            self.history["steps_per_epoch"] = step.steps
-            self.graph_info = step.graph_info
-            if seconds > 0.5:
-                self.log(f"compiled kernels in {seconds:.1f} s (cached for later runs)")
-            if self.backend.is_gpu and self.cuda_graph == "auto" and step.graph_info["mode"] != "graph":
-                self.log(f"CUDA graphs not used: {step.graph_info['reason']}")
-            self._step = step
-        return step
+        with self.backend.activate():
+            step = self._step
+            current = (step is not None and step.batch == min(self.batch_size, X.shape[0])
+                       and step.still_valid(X, y, self.optimizer)
+                       and (step.weight_sq is not None or not self.track_weight_sq))
+            if not current:
+                self._step = None  # free the old buffers first
+                step = TrainStep(self.model, self.optimizer, X, y, self.batch_size, self.track_weight_sq)
+                t0 = time.perf_counter()
+                step.warm_up()
+                step.capture(self.cuda_graph, self.graph_scope)
+                self.backend.synchronize()
+                seconds = time.perf_counter() - t0
+                self.history["compile_time"] = seconds
+                self.history["steps_per_epoch"] = step.steps
+                self.graph_info = step.graph_info
+                if seconds > 0.5:
+                    self.log(f"compiled kernels in {seconds:.1f} s (cached for later runs)")
+                if self.backend.is_gpu and self.cuda_graph == "auto" and step.graph_info["mode"] != "graph":
+                    self.log(f"CUDA graphs not used: {step.graph_info['reason']}")
+                self._step = step
+            return step
 
     def _bar(self, steps, epoch):
         if not self.progress:
