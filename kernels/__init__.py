@@ -10,6 +10,7 @@ A training step is only these calls, on preallocated buffers, all in place:
     gather_batch(X, y, perm, state, batch, xb, yb)   the step's rows, by perm and state[0]
     linear_forward(a, W, b, out, code)               out = act(a @ W + b)
     softmax_xent(logits, labels, row_loss)           logits -> dlogits, row_loss <- loss per row
+      or logistic_xent(logits, labels, row_loss)     the same for one logistic output, logits (B, 1)
     sum_into(row_loss, step_loss, state, squared)    step_loss[state[0]] = sum(row_loss) (or of squares)
     linear_backward(a, delta, dW, db)                dW = a.T @ delta, db = delta summed over rows
     backward_input(delta, W, out_prev, d_prev, code) d_prev = (delta @ W.T) * act'(out_prev)
@@ -54,6 +55,7 @@ from .gather_batch import _gather_batch_cuda, gather_batch_cpu, gather_batch_ref
 from .linear_backward import linear_backward_cpu, linear_backward_reference
 from .linear_forward import linear_forward_cpu, linear_forward_reference
 from .linear_ops import CudaLinearOps
+from .logistic_xent import _logistic_xent_cuda, logistic_xent_cpu, logistic_xent_reference
 from .sum_into import THREADS as SUM_THREADS
 from .sum_into import _sum_into_cuda, sum_into_cpu, sum_into_reference
 from .relu_backward import (
@@ -94,6 +96,7 @@ __all__ = [
     "gather_batch_reference",
     "sum_into_reference",
     "softmax_xent_reference",
+    "logistic_xent_reference",
     "relu_backward_reference",
     "sigmoid_backward_reference",
     "tanh_backward_reference",
@@ -111,6 +114,7 @@ class KernelSet(NamedTuple):
     gather_batch: Callable
     linear_forward: Callable
     softmax_xent: Callable
+    logistic_xent: Callable
     sum_into: Callable
     linear_backward: Callable
     backward_input: Callable
@@ -127,6 +131,7 @@ CPU_KERNELS = KernelSet(
     gather_batch=gather_batch_cpu,
     linear_forward=linear_forward_cpu,
     softmax_xent=softmax_xent_cpu,
+    logistic_xent=logistic_xent_cpu,
     sum_into=sum_into_cpu,
     linear_backward=linear_backward_cpu,
     backward_input=backward_input_cpu,
@@ -175,6 +180,11 @@ def cuda_kernels(stream=None):
             view(logits), view(labels), view(row_loss)
         )
 
+    def logistic_xent(logits, labels, row_loss):
+        _logistic_xent_cuda[blocks(logits.shape[0]), THREADS_PER_BLOCK, stream](
+            view(logits), view(labels), view(row_loss)
+        )
+
     def sum_into(values, out, state, squared=False):
         _sum_into_cuda[1, SUM_THREADS, stream](view(values), view(out), view(state), bool(squared))
 
@@ -217,6 +227,7 @@ def cuda_kernels(stream=None):
         gather_batch=gather_batch,
         linear_forward=linear_forward,
         softmax_xent=softmax_xent,
+        logistic_xent=logistic_xent,
         sum_into=sum_into,
         linear_backward=linear_backward,
         backward_input=backward_input,

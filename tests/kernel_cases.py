@@ -35,6 +35,40 @@ def assert_close(actual, expected, dtype, what, scale=None):
         raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} entries differ\n" + "\n".join(lines))
 
 
+def check_loss_kernel(run, reference, cases, dtype):
+    """Compare a fused loss kernel with its reference on every case. ``run(z, y)`` calls
+    the kernel on copies (on its device) and returns (row_loss, dlogits) as NumPy."""
+    for name, z, y in cases:
+        want_loss, want_grad = reference(z, y)
+        loss, dlogits = run(z, y)
+        assert np.isfinite(loss).all(), f"{name}: non-finite loss {loss}"
+        assert_close(loss, want_loss, dtype, f"{name} loss")
+        assert_close(dlogits, want_grad, dtype, f"{name} dlogits")
+
+
+def on_cpu(kernel):
+    """``run`` for check_loss_kernel: a CPU kernel on copies."""
+
+    def run(z, y):
+        dlogits, loss = z.copy(), np.empty(len(y), dtype=z.dtype)
+        kernel(dlogits, y, loss)
+        return loss, dlogits
+
+    return run
+
+
+def on_cuda(kernel):
+    """``run`` for check_loss_kernel: a CUDA launcher on device copies, results on the host."""
+    from numba import cuda
+
+    def run(z, y):
+        d_z, d_loss = cuda.to_device(z), cuda.to_device(np.zeros(len(y), dtype=z.dtype))
+        kernel(d_z, cuda.to_device(y), d_loss)
+        return d_loss.copy_to_host(), d_z.copy_to_host()
+
+    return run
+
+
 def logits_cases(rng, dtype, classes=10, small=False):
     """(name, logits (B, C), labels (B,)) covering ordinary and extreme inputs.
 
@@ -54,6 +88,26 @@ def logits_cases(rng, dtype, classes=10, small=False):
     cases.append(("one-hot sharp, wrong", sharp, (labels + 1) % classes))
     cases.append(("wide C=1000", rng.standard_normal((9, 1000)) * 10, rng.integers(0, 1000, 9)))
     cases.append(("C=1", rng.standard_normal((5, 1)), np.zeros(5, dtype=np.int64)))
+    return [(name, z.astype(dtype), y.astype(np.int64)) for name, z, y in cases]
+
+
+def binary_logit_cases(rng, dtype, small=False):
+    """(name, logits (B, 1), labels (B,) of 0/1) for the logistic loss: ordinary,
+    huge (exp would overflow without the -|z| form), zero, +-inf on the right side,
+    sharp right and wrong."""
+    cases = []
+    for b in (1, 7, 129) if small else (1, 7, 128, 1001):
+        cases.append((f"randn b={b}", rng.standard_normal((b, 1)) * 4, rng.integers(0, 2, b)))
+    b = 33
+    cases.append(("+-1e4", rng.choice([-1e4, 1e4], size=(b, 1)), rng.integers(0, 2, b)))
+    cases.append(("+-100", rng.choice([-100.0, 100.0], size=(b, 1)), rng.integers(0, 2, b)))
+    cases.append(("zeros", np.zeros((b, 1)), rng.integers(0, 2, b)))
+    inf = rng.choice([-np.inf, np.inf], size=(b, 1))
+    cases.append(("+-inf, right", inf, (inf[:, 0] > 0).astype(np.int64)))  # loss 0 (inf on the wrong side)
+    labels = rng.integers(0, 2, b)
+    sharp = np.where(labels == 1, 30.0, -30.0)[:, None]
+    cases.append(("sharp, right", sharp, labels))
+    cases.append(("sharp, wrong", sharp, 1 - labels))
     return [(name, z.astype(dtype), y.astype(np.int64)) for name, z, y in cases]
 
 

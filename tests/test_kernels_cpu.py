@@ -3,32 +3,27 @@
 import numpy as np
 import pytest
 from kernel_cases import (
-    SGD_SETTINGS,
     DTYPES,
+    SGD_SETTINGS,
     assert_close,
+    binary_logit_cases,
+    check_loss_kernel,
     elementwise_cases,
     linear_inputs,
     logits_cases,
+    on_cpu,
+    rates_state,
     row_slice,
     update_cases,
 )
-
-from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, rates_state, update_cases
 
 from fastmlp import kernels
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_xent_matches_reference(dtype):
-    rng = np.random.default_rng(0)
-    for name, z, y in logits_cases(rng, dtype):
-        want_loss, want_grad = kernels.softmax_xent_reference(z, y)
-        got = z.copy()
-        loss = np.empty(len(y), dtype=dtype)
-        kernels.CPU_KERNELS.softmax_xent(got, y, loss)
-        assert np.isfinite(loss).all(), f"{name}: non-finite loss {loss}"
-        assert_close(loss, want_loss, dtype, f"{name} loss")
-        assert_close(got, want_grad, dtype, f"{name} dlogits")
+    cases = logits_cases(np.random.default_rng(0), dtype)
+    check_loss_kernel(on_cpu(kernels.CPU_KERNELS.softmax_xent), kernels.softmax_xent_reference, cases, dtype)
 
 
 def test_softmax_xent_extreme_values_are_exact_where_known():
@@ -70,16 +65,58 @@ def test_activation_backward_matches_reference(activation, dtype):
         assert_close(got, want, dtype, f"{activation} {name}")
 
 
-def test_kernels_work_on_row_slices_of_a_larger_buffer():
+@pytest.mark.parametrize("op, classes", [("softmax_xent", 10), ("logistic_xent", 2)])
+def test_kernels_work_on_row_slices_of_a_larger_buffer(op, classes):
     # The trainer passes buf[:n] views for the last, shorter batch.
     rng = np.random.default_rng(2)
-    buf = rng.standard_normal((16, 10)).astype(np.float32)
-    y = rng.integers(0, 10, 5)
-    want_loss, want_grad = kernels.softmax_xent_reference(buf[:5], y)
-    loss = np.empty(16, dtype=np.float32)
-    kernels.CPU_KERNELS.softmax_xent(buf[:5], y, loss[:5])
+    buf = rng.standard_normal((16, classes if classes > 2 else 1)).astype(np.float32)
+    y = rng.integers(0, classes, 5)
+    want_loss, want_grad = getattr(kernels, f"{op}_reference")(buf[:5], y)
+    before = buf[5:].copy()
+    loss = np.zeros(16, dtype=np.float32)
+    getattr(kernels.CPU_KERNELS, op)(buf[:5], y, loss[:5])
     assert_close(buf[:5], want_grad, np.float32, "slice dlogits")
     assert_close(loss[:5], want_loss, np.float32, "slice loss")
+    assert np.array_equal(buf[5:], before) and not loss[5:].any(), "rows past the slice were written"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logistic_xent_matches_reference(dtype):
+    cases = binary_logit_cases(np.random.default_rng(6), dtype)
+    check_loss_kernel(on_cpu(kernels.CPU_KERNELS.logistic_xent), kernels.logistic_xent_reference, cases, dtype)
+
+
+def test_logistic_xent_is_softmax_over_the_logits_zero_and_z():
+    # One logistic unit z is the two-class softmax over (0, z): the same loss, and
+    # its gradient is that softmax's gradient for the second column.
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((50, 1)) * 5
+    y = rng.integers(0, 2, 50)
+    two = np.hstack([np.zeros_like(z), z])
+    want = np.empty(50)
+    kernels.CPU_KERNELS.softmax_xent(two, y, want)
+    got = np.empty(50)
+    kernels.CPU_KERNELS.logistic_xent(z, y, got)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)  # softmax: log(s) with s near 1
+    np.testing.assert_allclose(z[:, 0], two[:, 1], rtol=1e-13, atol=1e-17)
+
+
+def test_logistic_xent_extreme_values_are_exact_where_known():
+    z = np.array([[1e4], [1e4], [-1e4], [0.0], [-np.inf]], dtype=np.float32)
+    y = np.array([0, 1, 0, 1, 1])
+    loss = np.empty(5, dtype=np.float32)
+    kernels.CPU_KERNELS.logistic_xent(z, y, loss)
+    # the full margin of a wrong answer, 0 for a sure right one, log 2 at z = 0, inf (not NaN) at -inf
+    np.testing.assert_allclose(loss, [1e4, 0, 0, np.log(2), np.inf], rtol=1e-6)
+    np.testing.assert_allclose(z[:, 0], np.array([1, 0, 0, -0.5, -1]) / 5, rtol=1e-6)
+
+
+def test_logistic_xent_bad_label_or_nan_logit_gives_nan_not_a_crash():
+    z = np.array([[0.5], [0.5], [0.5], [np.nan]], dtype=np.float32)
+    loss = np.zeros(4, dtype=np.float32)
+    kernels.CPU_KERNELS.logistic_xent(z, np.array([1, 2, -1, 0]), loss)
+    assert np.isfinite(loss[0]) and np.isnan(loss[1:]).all()
+    assert np.isfinite(z[0]).all() and np.isnan(z[1:]).all()
 
 
 @pytest.mark.parametrize("momentum, nesterov, wd", SGD_SETTINGS)

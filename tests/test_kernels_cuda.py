@@ -7,7 +7,18 @@ run, so indexing and bounds bugs are caught without hardware.
 
 import numpy as np
 import pytest
-from kernel_cases import SGD_SETTINGS, DTYPES, assert_close, elementwise_cases, logits_cases, rates_state, update_cases
+from kernel_cases import (
+    DTYPES,
+    SGD_SETTINGS,
+    assert_close,
+    binary_logit_cases,
+    check_loss_kernel,
+    elementwise_cases,
+    logits_cases,
+    on_cuda,
+    rates_state,
+    update_cases,
+)
 from numba import config, cuda
 
 from fastmlp import kernels
@@ -26,14 +37,8 @@ def launch():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_xent_matches_reference(launch, dtype):
-    rng = np.random.default_rng(0)
-    for name, z, y in logits_cases(rng, dtype, small=SMALL):
-        want_loss, want_grad = kernels.softmax_xent_reference(z, y)
-        d_z, d_y = cuda.to_device(z), cuda.to_device(y)
-        d_loss = cuda.to_device(np.zeros(len(y), dtype=dtype))
-        launch.softmax_xent(d_z, d_y, d_loss)
-        assert_close(d_loss.copy_to_host(), want_loss, dtype, f"{name} loss")
-        assert_close(d_z.copy_to_host(), want_grad, dtype, f"{name} dlogits")
+    cases = logits_cases(np.random.default_rng(0), dtype, small=SMALL)
+    check_loss_kernel(on_cuda(launch.softmax_xent), kernels.softmax_xent_reference, cases, dtype)
 
 
 def test_softmax_xent_out_of_range_label_gives_nan(launch):
@@ -42,6 +47,21 @@ def test_softmax_xent_out_of_range_label_gives_nan(launch):
     launch.softmax_xent(d_z, cuda.to_device(np.array([0, 4, -1])), d_loss)
     loss = d_loss.copy_to_host()
     assert np.isfinite(loss[0]) and np.isnan(loss[1:]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logistic_xent_matches_reference(launch, dtype):
+    cases = binary_logit_cases(np.random.default_rng(6), dtype, small=SMALL)
+    check_loss_kernel(on_cuda(launch.logistic_xent), kernels.logistic_xent_reference, cases, dtype)
+
+
+def test_logistic_xent_bad_label_or_nan_logit_gives_nan(launch):
+    d_z = cuda.to_device(np.array([[0.5], [0.5], [0.5], [np.nan]], dtype=np.float32))
+    d_loss = cuda.to_device(np.zeros(4, dtype=np.float32))
+    launch.logistic_xent(d_z, cuda.to_device(np.array([1, 2, -1, 0])), d_loss)
+    loss, z = d_loss.copy_to_host(), d_z.copy_to_host()
+    assert np.isfinite(loss[0]) and np.isnan(loss[1:]).all()
+    assert np.isfinite(z[0]).all() and np.isnan(z[1:]).all()
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
