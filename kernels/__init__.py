@@ -11,6 +11,9 @@ A training step is only these calls, on preallocated buffers, all in place:
     linear_forward(a, W, b, out, code)               out = act(a @ W + b)
     softmax_xent(logits, labels, row_loss)           logits -> dlogits, row_loss <- loss per row
       or logistic_xent(logits, labels, row_loss)     the same for one logistic output, logits (B, 1)
+    scale_rows(dlogits, row_loss, row_scale, state, batch)
+                                                     only for weighted rows: row i of both times
+                                                     row_scale[state[0] * batch + i]
     sum_into(row_loss, step_loss, state, squared)    step_loss[state[0]] = sum(row_loss) (or of squares)
     linear_backward(a, delta, dW, db)                dW = a.T @ delta, db = delta summed over rows
     backward_input(delta, W, out_prev, d_prev, code) d_prev = (delta @ W.T) * act'(out_prev)
@@ -56,6 +59,7 @@ from .linear_backward import linear_backward_cpu, linear_backward_reference
 from .linear_forward import linear_forward_cpu, linear_forward_reference
 from .linear_ops import CudaLinearOps
 from .logistic_xent import _logistic_xent_cuda, logistic_xent_cpu, logistic_xent_reference
+from .scale_rows import _scale_rows_cuda, scale_rows_cpu, scale_rows_reference
 from .sum_into import THREADS as SUM_THREADS
 from .sum_into import _sum_into_cuda, sum_into_cpu, sum_into_reference
 from .relu_backward import (
@@ -94,6 +98,7 @@ __all__ = [
     "TANH",
     "bias_act_forward_reference",
     "gather_batch_reference",
+    "scale_rows_reference",
     "sum_into_reference",
     "softmax_xent_reference",
     "logistic_xent_reference",
@@ -115,6 +120,7 @@ class KernelSet(NamedTuple):
     linear_forward: Callable
     softmax_xent: Callable
     logistic_xent: Callable
+    scale_rows: Callable
     sum_into: Callable
     linear_backward: Callable
     backward_input: Callable
@@ -132,6 +138,7 @@ CPU_KERNELS = KernelSet(
     linear_forward=linear_forward_cpu,
     softmax_xent=softmax_xent_cpu,
     logistic_xent=logistic_xent_cpu,
+    scale_rows=scale_rows_cpu,
     sum_into=sum_into_cpu,
     linear_backward=linear_backward_cpu,
     backward_input=backward_input_cpu,
@@ -185,6 +192,11 @@ def cuda_kernels(stream=None):
             view(logits), view(labels), view(row_loss)
         )
 
+    def scale_rows(dlogits, row_loss, row_scale, state, batch):
+        _scale_rows_cuda[blocks(dlogits.size), THREADS_PER_BLOCK, stream](
+            view(dlogits), view(row_loss), view(row_scale), view(state), batch
+        )
+
     def sum_into(values, out, state, squared=False):
         _sum_into_cuda[1, SUM_THREADS, stream](view(values), view(out), view(state), bool(squared))
 
@@ -228,6 +240,7 @@ def cuda_kernels(stream=None):
         linear_forward=linear_forward,
         softmax_xent=softmax_xent,
         logistic_xent=logistic_xent,
+        scale_rows=scale_rows,
         sum_into=sum_into,
         linear_backward=linear_backward,
         backward_input=backward_input,

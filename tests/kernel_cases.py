@@ -111,6 +111,24 @@ def binary_logit_cases(rng, dtype, small=False):
     return [(name, z.astype(dtype), y.astype(np.int64)) for name, z, y in cases]
 
 
+def scale_rows_cases(rng, dtype, small=False):
+    """(name, dlogits (k, C), row_loss (k,), row_scale (n,), step, batch): a full and
+    a short last batch, one column (a logistic output) and many, zero and negative
+    factors (a zero weight, and a decoy that a wrong index would pick up)."""
+    cases = []
+    for n, batch, classes in ((9, 4, 3), (9, 4, 1), (300, 128, 10)) if small else \
+            ((9, 4, 3), (9, 4, 1), (1001, 128, 10), (257, 256, 1)):
+        steps = -(-n // batch)
+        scale = rng.uniform(0.1, 3.0, n)
+        scale[rng.random(n) < 0.1] = 0.0
+        scale[-1] = -7.0
+        for step in (0, steps - 1):
+            k = min(batch, n - step * batch)
+            name = f"n={n} B={batch} C={classes} step {step} of {steps}, {k} rows"
+            cases.append((name, rng.standard_normal((k, classes)), rng.random(k), scale, step, batch))
+    return [(name, d.astype(dtype), l.astype(dtype), r.astype(dtype), s, b) for name, d, l, r, s, b in cases]
+
+
 def elementwise_cases(rng, dtype, activation, small=False):
     """(name, out (B, N), dout (B, N)) with ``out`` a valid forward output of the activation."""
     cases = []

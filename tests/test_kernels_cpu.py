@@ -14,6 +14,7 @@ from kernel_cases import (
     on_cpu,
     rates_state,
     row_slice,
+    scale_rows_cases,
     update_cases,
 )
 
@@ -117,6 +118,18 @@ def test_logistic_xent_bad_label_or_nan_logit_gives_nan_not_a_crash():
     kernels.CPU_KERNELS.logistic_xent(z, np.array([1, 2, -1, 0]), loss)
     assert np.isfinite(loss[0]) and np.isnan(loss[1:]).all()
     assert np.isfinite(z[0]).all() and np.isnan(z[1:]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_rows_scales_the_rows_of_the_current_step(dtype):
+    for name, dlogits, row_loss, row_scale, step, batch in scale_rows_cases(np.random.default_rng(8), dtype):
+        want_d, want_l = kernels.scale_rows_reference(dlogits, row_loss, row_scale, step, batch)
+        k = dlogits.shape[0]
+        d, l = row_slice(dlogits, 3), row_slice(row_loss, 3)  # views of larger buffers, as the step passes
+        kernels.CPU_KERNELS.scale_rows(d, l, row_scale, np.array([step, 99]), batch)
+        assert_close(d, want_d, dtype, f"{name} dlogits")
+        assert_close(l, want_l, dtype, f"{name} row_loss")
+        assert np.isnan(d.base[k:]).all() and np.isnan(l.base[k:]).all(), f"{name}: rows past the slice were written"
 
 
 @pytest.mark.parametrize("momentum, nesterov, wd", SGD_SETTINGS)

@@ -17,6 +17,8 @@ from kernel_cases import (
     logits_cases,
     on_cuda,
     rates_state,
+    row_slice,
+    scale_rows_cases,
     update_cases,
 )
 from numba import config, cuda
@@ -62,6 +64,19 @@ def test_logistic_xent_bad_label_or_nan_logit_gives_nan(launch):
     loss, z = d_loss.copy_to_host(), d_z.copy_to_host()
     assert np.isfinite(loss[0]) and np.isnan(loss[1:]).all()
     assert np.isfinite(z[0]).all() and np.isnan(z[1:]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_rows_scales_the_rows_of_the_current_step(launch, dtype):
+    for name, dlogits, row_loss, row_scale, step, batch in scale_rows_cases(np.random.default_rng(8), dtype, small=SMALL):
+        want_d, want_l = kernels.scale_rows_reference(dlogits, row_loss, row_scale, step, batch)
+        k = dlogits.shape[0]
+        d_buf, l_buf = cuda.to_device(row_slice(dlogits, 3).base), cuda.to_device(row_slice(row_loss, 3).base)
+        launch.scale_rows(d_buf[:k], l_buf[:k], cuda.to_device(row_scale), cuda.to_device(np.array([step, 99])), batch)
+        d, l = d_buf.copy_to_host(), l_buf.copy_to_host()
+        assert_close(d[:k], want_d, dtype, f"{name} dlogits")
+        assert_close(l[:k], want_l, dtype, f"{name} row_loss")
+        assert np.isnan(d[k:]).all() and np.isnan(l[k:]).all(), f"{name}: rows past the slice were written"
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
