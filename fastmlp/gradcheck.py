@@ -53,13 +53,14 @@ def relative_error(analytic, numeric, floor=1e-6):
 
 def model_loss(model, x, y):
     """Mean cross-entropy of ``model`` on host x (n, d0), y (n,), computed with the
-    plain-NumPy reference loss (float64 if the model is)."""
-    from .kernels import softmax_xent_reference
+    plain-NumPy reference of its loss (float64 if the model is)."""
+    from . import kernels
 
     bk = model.backend
     ws = model.workspace(x.shape[0])
     logits = bk.to_host(model.forward(bk.asarray(x, dtype=model.dtype), ws))
-    row_loss, _ = softmax_xent_reference(logits, y)
+    reference = kernels.logistic_xent_reference if model.loss == "logistic" else kernels.softmax_xent_reference
+    row_loss, _ = reference(logits, y)
     return float(row_loss.mean())
 
 

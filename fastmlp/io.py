@@ -1,9 +1,10 @@
 """Saving and loading models as plain ``.npz`` files (never pickle).
 
 A model file holds one array per parameter (``W0``, ``b0``, ``W1``, ...) and a
-``meta`` string with JSON: format version, sizes, activation, init, dtype and
-the class names. Files are written atomically (temp file in the same folder,
-fsync, rename), so an interrupted save never leaves a half-written model.
+``meta`` string with JSON: format version, sizes, activation, init, dtype, loss
+(absent in older files: softmax) and the class names. Files are written
+atomically (temp file in the same folder, fsync, rename), so an interrupted
+save never leaves a half-written model.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def model_arrays(model, class_names=None, extra_meta=None):
         "activation": model.activation.name,
         "init": model.init,
         "dtype": model.dtype.name,
+        "loss": model.loss,
         "class_names": [str(c) for c in class_names] if class_names is not None else None,
         **(extra_meta or {}),
     }
@@ -105,7 +107,8 @@ def model_from_arrays(data, path, device=None):
         meta = json.loads(str(data["meta"]))
         if meta.get("format") != FORMAT:
             raise KeyError("format")
-        model = MLP(meta["sizes"], meta["activation"], meta["init"], dtype=meta["dtype"], device=device)
+        model = MLP(meta["sizes"], meta["activation"], meta["init"], dtype=meta["dtype"], device=device,
+                    loss=meta.get("loss", "softmax"))
         host = np.zeros(model.n_params, dtype=model.dtype)
         for i, layer in enumerate(model.views(host)):
             for name, dst in ((f"W{i}", layer.W), (f"b{i}", layer.b)):

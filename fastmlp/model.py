@@ -9,7 +9,9 @@ Shapes, for sizes (d0, d1, ..., dL) and a batch of n rows:
     layers[l].W  (d_l, d_{l+1})      layers[l].b  (d_{l+1},)
     x            (n, d0)             logits       (n, dL)
 Hidden layers apply the activation; the last layer's output is the logits,
-which the fused softmax-cross-entropy kernel turns into dlogits in place.
+which the fused loss kernel turns into dlogits in place: softmax
+cross-entropy over dL classes, or (``loss="logistic"``, dL = 1) sigmoid +
+binary log-loss, the two-class model of scikit-learn's MLPClassifier.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .errors import ConfigError
 from .kernels import IDENTITY
 
 INITS = ("he", "xavier", "normal")
+LOSSES = {"softmax": "softmax_xent", "logistic": "logistic_xent"}  # loss -> its fused KernelSet op
 
 
 class Layer(NamedTuple):
@@ -89,6 +92,14 @@ def check_sizes(sizes):
     return out
 
 
+def two_class_proba(xp, z):
+    """(n, 2) probabilities [1 - p, p] from one logistic output z (n, 1), p = sigmoid(z)
+    computed from e = exp(-|z|), which never overflows."""
+    e = xp.exp(-abs(z))
+    p = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    return xp.hstack([1 - p, p])
+
+
 def init_weights(rng, n_in, n_out, scheme, std, dtype):
     """One weight matrix (n_in, n_out) drawn on the host."""
     if scheme == "he":  # keeps the variance of ReLU activations across layers
@@ -110,9 +121,16 @@ class MLP:
     >>> model.predict(x_test)   # labels, NumPy
     """
 
-    def __init__(self, sizes, activation="relu", init=None, init_std=0.01, dtype="float32", device=None, seed=0):
+    def __init__(self, sizes, activation="relu", init=None, init_std=0.01, dtype="float32", device=None, seed=0,
+                 loss="softmax"):
         self.backend = get_backend(device)
         self.sizes = check_sizes(sizes)
+        if loss not in LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
+        if loss == "logistic" and self.sizes[-1] != 1:
+            raise ConfigError(f"loss='logistic' is one output unit for two classes: make the last size 1, got {sizes!r}")
+        self.loss = loss
+        self.loss_op = LOSSES[loss]  # the training step records this KernelSet op by name
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -136,6 +154,17 @@ class MLP:
     @property
     def n_layers(self):
         return len(self.sizes) - 1
+
+    @property
+    def loss_kernel(self):
+        """The fused loss kernel of this device, ``(logits, labels, row_loss)``: logits ->
+        dlogits in place, row_loss <- loss of each row."""
+        return getattr(self.backend.kernels, self.loss_op)
+
+    @property
+    def n_classes(self):
+        """Labels run over 0..n_classes-1: the outputs, or 2 for one logistic output."""
+        return 2 if self.loss == "logistic" else self.sizes[-1]
 
     @property
     def n_weights(self):
@@ -191,15 +220,19 @@ class MLP:
         writes it there); overwrites ``ws.dacts``."""
         backward_pass(self.backend.kernels, self.layers, self.codes, x, ws.acts, ws.dacts, grads)
 
-    def loss_and_grad(self, x, y, ws, grads):
+    def loss_and_grad(self, x, y, ws, grads, row_scale=None):
         """Cross-entropy of each row (a device view (n,), left there so no sync is
         forced) and the gradient of their mean into ``grads``.
 
-        x (n, d0) and y (n,) integer labels, both on this device."""
+        x (n, d0) and y (n,) integer labels, both on this device. ``row_scale`` (n,),
+        if given (a device array of the model's dtype), multiplies each row's loss and
+        its gradient (sample weights), with the training step's ``scale_rows`` kernel."""
         n = x.shape[0]
         logits = self.forward(x, ws)
         row_loss = ws.row_loss[:n]
-        self.backend.kernels.softmax_xent(logits, y, row_loss)
+        self.loss_kernel(logits, y, row_loss)
+        if row_scale is not None:
+            self.backend.kernels.scale_rows(logits, row_loss, row_scale, self.xp.zeros(2, dtype=np.int64), n)
         self.backward(x, ws, grads)
         return row_loss
 
@@ -218,8 +251,10 @@ class MLP:
         return out
 
     def predict_proba(self, X, batch_size=8192):
-        """Class probabilities (n, dL) as a NumPy array."""
+        """Class probabilities (n, n_classes) as a NumPy array."""
         z = self.logits(X, batch_size)
+        if self.loss == "logistic":
+            return self.backend.to_host(two_class_proba(self.xp, z))
         z -= z.max(axis=1, keepdims=True)
         p = self.xp.exp(z)
         p /= p.sum(axis=1, keepdims=True)
@@ -227,7 +262,8 @@ class MLP:
 
     def predict(self, X, batch_size=8192):
         """Predicted class index (n,) as a NumPy int64 array."""
-        return self.backend.to_host(self.logits(X, batch_size).argmax(axis=1)).astype(np.int64)
+        z = self.logits(X, batch_size)
+        return self.backend.to_host(z[:, 0] > 0 if self.loss == "logistic" else z.argmax(axis=1)).astype(np.int64)
 
     def _check_features(self, X):
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
@@ -240,12 +276,12 @@ class MLP:
 
     def to(self, device):
         """A copy of this model on another device."""
-        other = MLP(self.sizes, self.activation.name, self.init, self.init_std, self.dtype, device)
+        other = MLP(self.sizes, self.activation.name, self.init, self.init_std, self.dtype, device, loss=self.loss)
         other.set_flat_params(self.backend.to_host(self.params))
         return other
 
     def __repr__(self):
         return (
             f"MLP(sizes={self.sizes}, activation={self.activation.name!r}, init={self.init!r}, "
-            f"dtype={self.dtype.name}, device={self.backend.name!r})"
+            f"dtype={self.dtype.name}, device={self.backend.name!r}, loss={self.loss!r})"
         )

@@ -4,7 +4,7 @@ A step is, in order (``kernels/__init__.py`` has the signatures):
 
     gather_batch                 rows perm[s B : s B + k] of X, y  (s = state[0], on the device)
     linear_forward  x L          act(a @ W + b), layer by layer
-    softmax_xent                 logits -> dlogits, loss per row
+    softmax_xent | logistic_xent logits -> dlogits, loss per row (the model's loss_op)
     sum_into                     step_loss[s] = sum of the rows' losses
     linear_backward, backward_input   per layer, last to first
     sum_into (squared)           only if asked: weight_sq[s] = |W|^2 before the update
@@ -96,7 +96,7 @@ class TrainStep:
         xb, yb = ws.x[:k], ws.y[:k]
         rec.gather_batch(self.X, self.y, self.perm, self.state, self.batch, xb, yb)
         logits = forward_pass(rec, m.layers, m.codes, xb, ws.acts)
-        rec.softmax_xent(logits, yb, ws.row_loss[:k])
+        getattr(rec, m.loss_op)(logits, yb, ws.row_loss[:k])
         rec.sum_into(ws.row_loss[:k], self.step_loss, self.state, False)
         backward_pass(rec, m.layers, m.codes, xb, ws.acts, ws.dacts, self.grad_layers)
         if self.weight_sq is not None:

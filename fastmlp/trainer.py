@@ -38,9 +38,9 @@ def _check_xy(model, X, y, what):
     if not bool(xp.isfinite(X).all()):
         raise ConfigError(f"{what} features contain NaN or inf; clean or impute them first")
     lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= model.sizes[-1]:
+    if lo < 0 or hi >= model.n_classes:
         raise ConfigError(
-            f"{what} labels span {lo}..{hi} but the model has {model.sizes[-1]} outputs (classes 0..{model.sizes[-1] - 1}); "
+            f"{what} labels span {lo}..{hi} but the model has {model.n_classes} classes (0..{model.n_classes - 1}); "
             "make the last size the number of classes"
         )
 
@@ -286,8 +286,9 @@ def _evaluate(model, X, y, batch_size):
         xb, yb = X[start : start + bs], y[start : start + bs]
         k = xb.shape[0]
         logits = model.forward(xb, ws)
-        correct += (logits.argmax(axis=1) == yb).sum()
+        pred = logits[:, 0] > 0 if model.loss == "logistic" else logits.argmax(axis=1)
+        correct += (pred == yb).sum()
         row_loss = ws.row_loss[:k]
-        model.backend.kernels.softmax_xent(logits, yb, row_loss)
+        model.loss_kernel(logits, yb, row_loss)
         loss_sum += row_loss.sum(dtype=np.float64)
     return float(loss_sum) / n, int(correct) / n

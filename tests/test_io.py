@@ -23,6 +23,17 @@ def test_round_trip_keeps_parameters_predictions_and_class_names(tmp_path):
     assert [f for f in os.listdir(tmp_path)] == ["m.npz"]
 
 
+def test_round_trip_keeps_a_logistic_output(tmp_path):
+    model = MLP((6, 4, 1), dtype="float64", seed=2, loss="logistic")
+    model.params[-1] = 0.3  # the output bias, so class 1 and class 0 both occur
+    fastmlp.save(model, tmp_path / "m.npz")
+    back = fastmlp.load(tmp_path / "m.npz")
+    assert back.loss == "logistic" and back.sizes == (6, 4, 1)
+    x = np.random.default_rng(1).standard_normal((20, 6))
+    np.testing.assert_array_equal(back.predict_proba(x), model.predict_proba(x))
+    assert back.predict_proba(x).shape == (20, 2)
+
+
 def test_pickled_object_arrays_are_refused(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, meta=np.array([{"a": 1}], dtype=object), W0=np.zeros((2, 2)))

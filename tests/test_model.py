@@ -24,6 +24,46 @@ def test_backward_matches_central_differences(activation, sizes):
     assert result["max"] < 1e-6, result
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_logistic_output_backward_matches_central_differences(activation):
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((9, 8)), rng.integers(0, 2, 9)
+    model = MLP((8, 6, 1), activation=activation, dtype="float64", seed=3, loss="logistic")
+    model.params[model.n_weights :] = rng.standard_normal(7) * 0.1
+    assert model.loss_op == "logistic_xent" and model.loss_kernel is model.backend.kernels.logistic_xent
+    assert gradcheck(model, x, y)["max"] < 1e-6
+
+
+def test_logistic_output_predicts_like_a_two_class_softmax_over_0_and_z():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((30, 8))
+    logistic = MLP((8, 6, 1), dtype="float64", seed=1, loss="logistic")
+    twin = MLP((8, 6, 2), dtype="float64", seed=1)  # second column z, first column 0: the same classifier
+    for (W, b), layer in zip(logistic.layers, twin.layers):
+        layer.W[...] = np.hstack([np.zeros_like(W), W]) if W.shape[1] == 1 else W
+        layer.b[...] = np.concatenate([np.zeros_like(b), b]) if b.size == 1 else b
+    assert logistic.n_classes == twin.n_classes == 2
+    np.testing.assert_allclose(logistic.predict_proba(x), twin.predict_proba(x), rtol=1e-13)
+    np.testing.assert_array_equal(logistic.predict(x), twin.predict(x))
+    assert 0 < logistic.predict(x).mean() < 1
+    assert "loss='logistic'" in repr(logistic) and logistic.to("cpu").loss == "logistic"
+
+
+@pytest.mark.parametrize("sizes, loss", [((8, 6, 3), "softmax"), ((8, 6, 1), "logistic")])
+def test_row_scale_weights_rows_like_repeating_them(sizes, loss):
+    # integer weights w: the weighted mean over the rows is the plain mean over the rows
+    # repeated w times, and row_scale = w k / sum(w) turns the kernel's mean into it
+    rng = np.random.default_rng(6)
+    x, y, w = rng.standard_normal((7, 8)), rng.integers(0, 2, 7), np.array([1, 2, 0, 3, 1, 1, 2])
+    model = MLP(sizes, dtype="float64", seed=2, loss=loss)
+    grads, want = np.zeros_like(model.params), np.zeros_like(model.params)
+    row_loss = model.loss_and_grad(x, y, model.workspace(7), model.views(grads), row_scale=w * 7 / w.sum())
+    rep = np.repeat(np.arange(7), w)
+    want_loss = model.loss_and_grad(x[rep], y[rep], model.workspace(len(rep)), model.views(want))
+    np.testing.assert_allclose(grads, want, rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(row_loss.sum() / 7, want_loss.mean(), rtol=1e-12)
+
+
 def test_gradcheck_catches_a_wrong_backward():
     # The check must be able to fail: drop the ReLU derivative from the backward
     # kernel (keep only delta @ W.T) and it must notice.
@@ -60,6 +100,15 @@ def test_layers_are_views_of_the_flat_parameters():
     assert 123.0 in model.params and -7.0 in model.params
     # weights first, then biases: weight decay can act on params[:n_weights]
     assert np.shares_memory(model.layers[1].b, model.params[model.n_weights :])
+
+
+def test_get_layers_returns_copies():
+    model = MLP((6, 4, 3), seed=0)
+    before = model.params.copy()
+    for W, b in model.get_layers():
+        assert not np.shares_memory(W, model.params) and not np.shares_memory(b, model.params)
+        W[...], b[...] = 1.0, 1.0
+    np.testing.assert_array_equal(model.params, before)
 
 
 def test_init_schemes_have_the_documented_scale():
@@ -100,6 +149,8 @@ def test_dtypes_and_predictions():
         (dict(sizes=(4, 3), activation="swish"), "unknown activation"),
         (dict(sizes=(4, 3), init="zeros"), "unknown init"),
         (dict(sizes=(4, 3), dtype="float16"), "float32 or float64"),
+        (dict(sizes=(4, 3), loss="hinge"), "unknown loss"),
+        (dict(sizes=(4, 2), loss="logistic"), "make the last size 1"),
     ],
 )
 def test_bad_model_settings_are_clear_errors(kwargs, message):

@@ -35,6 +35,15 @@ def test_the_step_is_one_fixed_list_of_kernel_calls_in_order():
     assert gather_args[-2].shape == (2, 6) and np.shares_memory(gather_args[-2], step.ws.x)
 
 
+def test_a_logistic_output_records_its_own_loss_kernel():
+    rng = np.random.default_rng(0)
+    model = MLP((6, 5, 1), seed=0, loss="logistic")
+    trainer = Trainer(model, optimizer="sgd", batch_size=4, progress=False, log=None)
+    X, y = trainer.prepare(rng.standard_normal((10, 6)), rng.integers(0, 2, 10))
+    names = [fn.__name__ for fn, _ in TrainStep(model, trainer.optimizer, X, y, 4).calls[4]]
+    assert names[3:5] == ["logistic_xent_cpu", "sum_into_cpu"] and "softmax_xent_cpu" not in names
+
+
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 def test_warm_up_changes_neither_the_model_nor_the_optimiser(optimizer):
     model, trainer, X, y = _step(optimizer)

@@ -59,6 +59,16 @@ def test_fixed_batch_order_matches_a_hand_written_epoch():
     np.testing.assert_allclose(model.params, ref.params, rtol=1e-12, atol=1e-14)
 
 
+def test_trains_and_evaluates_a_logistic_output():
+    x, y = _blobs(k=2)
+    model = MLP((20, 8, 1), seed=0, loss="logistic")
+    h = Trainer(model, batch_size=32, lr=0.05, progress=False, log=None).fit(x, y, 3, X_test=x, y_test=y)
+    assert h["train_loss"][-1] < h["train_loss"][0] < 1 and h["test_acc"][-1] > 0.95
+    assert h["test_acc"][-1] == (model.predict(x) == y).mean()
+    with pytest.raises(ConfigError, match=r"labels span 0\.\.2 but the model has 2 classes"):
+        Trainer(model, progress=False, log=None).fit(x, np.where(y == 1, 2, 0), 1)
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_divergence_names_epoch_and_step():
     x, y = _blobs()
