@@ -47,17 +47,20 @@ class Optimizer:
         self._state1 = self.xp.zeros(2, dtype=np.int64)
 
     def step(self, grad, lr, rows=None):
-        """params <- update(params, grad + weight_decay * W) in place with learning rate ``lr``."""
+        """params <- update(params, grad + wd * W) in place with learning rate ``lr``; wd is
+        weight_decay, or decay_per_row / rows when decay_per_row is set."""
         self._rates1[...] = self.xp.asarray(np.array([[lr, self.decay(rows)]]))
         self._state1[...] = self.xp.asarray(np.array([0, self.t]))
         self.update(self.backend.kernels, grad, self._rates1, self._state1)
         self.t += 1
 
     def decay(self, rows=None):
-        """The L2 coefficient for a step over ``rows`` rows."""
-        if self.decay_per_row is not None and rows:
-            return float(self.decay_per_row) / rows
-        return self.weight_decay
+        """The L2 coefficient for a step over ``rows`` rows (or summed sample weights)."""
+        if self.decay_per_row is None:
+            return self.weight_decay
+        if rows is None or not rows > 0:
+            raise ValueError(f"this optimiser's decay_per_row needs the rows of each step (rows=..., > 0), got {rows!r}")
+        return float(self.decay_per_row) / rows
 
     def update(self, k, grad, rates, state):
         """Launch the update kernel of KernelSet ``k`` (does not move ``t``)."""
@@ -91,6 +94,10 @@ class SGD(Optimizer):
 
     momentum:  v <- mu v - lr g;  p <- p + v
     nesterov:  v <- mu v - lr g;  p <- p + mu v - lr g   (the look-ahead form)
+
+    This is scikit-learn's (Sutskever's) form, with lr inside the velocity. PyTorch's
+    SGD keeps v <- mu v + g and steps p <- p - lr v, which is the same only while
+    lr is constant.
     """
 
     def __init__(self, backend, params, n_decay, momentum=0.0, nesterov=False, weight_decay=0.0):
@@ -129,20 +136,27 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba), bias-corrected (kernels/adam_update.py):
 
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
-    p <- p - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+    eps_form="torch":    p <- p - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)   (PyTorch, the paper)
+    eps_form="sklearn":  p <- p - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)  (scikit-learn)
 
-    ``sklearn_eps=True`` adds eps to sqrt(v) instead, as scikit-learn does.
+    The two differ only in where eps is added: to the bias-corrected sqrt(v), or to
+    sqrt(v) before the correction (the kernel's ``sklearn_eps`` flag).
     """
 
+    EPS_FORMS = ("torch", "sklearn")
+
     def __init__(self, backend, params, n_decay, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                 sklearn_eps=False):
+                 eps_form="torch"):
         super().__init__(backend, params, n_decay, weight_decay)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ConfigError(f"Adam betas must be in [0, 1), got {beta1}, {beta2}")
         if not eps > 0:
             raise ConfigError(f"Adam eps must be > 0, got {eps}")
+        if eps_form not in self.EPS_FORMS:
+            raise ConfigError(f"Adam eps_form must be one of {', '.join(self.EPS_FORMS)}; got {eps_form!r}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        self.sklearn_eps = bool(sklearn_eps)
+        self.eps_form = eps_form
+        self.sklearn_eps = eps_form == "sklearn"  # the update kernels' flag
         self.m = self.xp.zeros_like(params)
         self.v = self.xp.zeros_like(params)
 

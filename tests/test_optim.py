@@ -62,6 +62,78 @@ def test_adam(wd):
     np.testing.assert_allclose(p, q, rtol=1e-12)
 
 
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_adam_with_sklearns_epsilon(wd):
+    p0, grads, lrs, p = _run(Adam, beta1=0.8, beta2=0.99, eps=1e-3, weight_decay=wd, eps_form="sklearn")
+    q, m, v = p0.copy(), np.zeros(6), np.zeros(6)
+    for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+        g = _decayed(g, q, wd, 4)
+        m = 0.8 * m + 0.2 * g
+        v = 0.99 * v + 0.01 * g * g
+        q = q - lr * np.sqrt(1 - 0.99**t) / (1 - 0.8**t) * m / (np.sqrt(v) + 1e-3)
+    np.testing.assert_allclose(p, q, rtol=1e-12)
+    torch_form = _run(Adam, beta1=0.8, beta2=0.99, eps=1e-3, weight_decay=wd)[3]
+    assert np.abs(torch_form - p).max() > 1e-6  # eps = 1e-3 is big enough to tell the forms apart
+
+
+def _sklearn_steps(sk_optimizer, p0, grads):
+    """scikit-learn's own optimiser (sklearn.neural_network._stochastic_optimizers) on the same steps."""
+    params = [p0.copy()]
+    opt = sk_optimizer(params)
+    for g in grads:
+        opt.update_params(params, [g.copy()])
+    return params[0]
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_and_adam_are_sklearns_update_rules(nesterov):
+    sk = pytest.importorskip("sklearn.neural_network._stochastic_optimizers")
+    rng = np.random.default_rng(1)
+    p0, grads = rng.standard_normal(6), [rng.standard_normal(6) for _ in range(8)]
+    ours = p0.copy()
+    sgd = SGD(CPU, ours, 0, momentum=0.8, nesterov=nesterov)
+    for g in grads:
+        sgd.step(g.copy(), 0.1)
+    theirs = _sklearn_steps(lambda ps: sk.SGDOptimizer(ps, 0.1, "constant", 0.8, nesterov), p0, grads)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-14)
+    ours = p0.copy()
+    adam = Adam(CPU, ours, 0, beta1=0.8, beta2=0.99, eps=1e-3, eps_form="sklearn")
+    for g in grads:
+        adam.step(g.copy(), 0.01)
+    theirs = _sklearn_steps(lambda ps: sk.AdamOptimizer(ps, 0.01, 0.8, 0.99, 1e-3), p0, grads)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-14)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_is_pytorchs_only_at_a_constant_learning_rate(nesterov):
+    # torch.optim.SGD: b <- mu b + g; p <- p - lr b (Nesterov: p <- p - lr (g + mu b))
+    rng = np.random.default_rng(3)
+    p0, grads = rng.standard_normal(6), [rng.standard_normal(6) for _ in range(6)]
+    for lrs, same in (([0.1] * 6, True), ([0.1, 0.1, 0.1, 0.01, 0.01, 0.01], False)):
+        ours = p0.copy()
+        opt = SGD(CPU, ours, 0, momentum=0.9, nesterov=nesterov)
+        torch_form, b = p0.copy(), np.zeros(6)
+        for g, lr in zip(grads, lrs):
+            opt.step(g.copy(), lr)
+            b = 0.9 * b + g
+            torch_form -= lr * (g + 0.9 * b if nesterov else b)
+        assert np.allclose(ours, torch_form, rtol=1e-12) == same
+
+
+def test_decay_per_row_divides_by_the_rows_of_each_step():
+    rng = np.random.default_rng(2)
+    p0, g = rng.standard_normal(6), rng.standard_normal(6)
+    for rows in (5, 2):
+        per_row, fixed = p0.copy(), p0.copy()
+        opt = SGD(CPU, per_row, n_decay=4, weight_decay=123.0)  # ignored while decay_per_row is set
+        opt.decay_per_row = 0.3
+        opt.step(g.copy(), 0.1, rows=rows)
+        SGD(CPU, fixed, n_decay=4, weight_decay=0.3 / rows).step(g.copy(), 0.1)
+        np.testing.assert_array_equal(per_row, fixed)
+    with pytest.raises(ValueError, match="rows="):
+        opt.step(g, 0.1)
+
+
 def test_weight_decay_leaves_biases_alone():
     p = np.ones(6)
     SGD(CPU, p, n_decay=4, weight_decay=0.5).step(np.zeros(6), lr=1.0)
@@ -98,6 +170,7 @@ def test_schedules():
         lambda: SGD(CPU, np.zeros(2), 1, nesterov=True),
         lambda: SGD(CPU, np.zeros(2), 1, weight_decay=-1),
         lambda: Adam(CPU, np.zeros(2), 1, beta1=1.0),
+        lambda: Adam(CPU, np.zeros(2), 1, eps_form="keras"),
     ],
 )
 def test_bad_settings_are_config_errors(make):
