@@ -5,6 +5,7 @@ A step is, in order (``kernels/__init__.py`` has the signatures):
     gather_batch                 rows perm[s B : s B + k] of X, y  (s = state[0], on the device)
     linear_forward  x L          act(a @ W + b), layer by layer
     softmax_xent | logistic_xent logits -> dlogits, loss per row (the model's loss_op)
+    scale_rows                   only for weighted rows: row i of both times row_scale[s B + i]
     sum_into                     step_loss[s] = sum of the rows' losses
     linear_backward, backward_input   per layer, last to first
     sum_into (squared)           only if asked: weight_sq[s] = |W|^2 before the update
@@ -13,10 +14,11 @@ A step is, in order (``kernels/__init__.py`` has the signatures):
 
 Every argument is fixed when the list is built: the same preallocated buffers,
 views and numbers every step. What changes from step to step lives on the
-device (``state``, ``rates``, ``perm``), and the host writes it once per epoch. So
-on CUDA the list can be captured once (one graph for a full batch, one for the
-short last batch, or the whole epoch as one graph) and replayed; nothing per
-step comes from the host. On the CPU the same list runs call by call.
+device (``state``, ``rates``, ``perm``, ``row_scale``), and the host writes it
+once per epoch. So on CUDA the list can be captured once (one graph for a full
+batch, one for the short last batch, or the whole epoch as one graph) and
+replayed; nothing per step comes from the host. On the CPU the same list runs
+call by call.
 """
 
 from __future__ import annotations
@@ -64,10 +66,12 @@ class TrainStep:
     X (n, d0), y (n,) are device arrays; ``batch`` <= n. After :meth:`start_epoch`
     (the epoch's permutation, learning rates, weight decays and step count), :meth:`run` makes
     one step and :meth:`run_epoch` all of them; ``step_loss`` then holds each
-    step's summed loss.
+    step's summed loss. ``track_weight_sq``: also sum |W|^2 before each update into
+    ``weight_sq``. ``scale_rows``: each row's loss and gradient times its entry of
+    ``row_scale`` (n,), in batch order, which :meth:`start_epoch` fills (sample weights).
     """
 
-    def __init__(self, model, optimizer, X, y, batch, track_weight_sq=False):
+    def __init__(self, model, optimizer, X, y, batch, track_weight_sq=False, scale_rows=False):
         bk, xp = model.backend, model.xp
         self.model, self.optimizer, self.backend = model, optimizer, bk
         self.X, self.y = X, y
@@ -84,6 +88,7 @@ class TrainStep:
         self.state = xp.zeros(2, dtype=np.int64)
         self.step_loss = xp.zeros(self.steps, dtype=model.dtype)
         self.weight_sq = xp.zeros(self.steps, dtype=model.dtype) if track_weight_sq else None
+        self.row_scale = xp.zeros(n, dtype=model.dtype) if scale_rows else None
         self.settings = optimizer.settings()
         # the full step and, when n is not a multiple of B, the short last one
         self.calls = {int(k): self._record(int(k)) for k in set(self.rows.tolist())}
@@ -97,6 +102,8 @@ class TrainStep:
         rec.gather_batch(self.X, self.y, self.perm, self.state, self.batch, xb, yb)
         logits = forward_pass(rec, m.layers, m.codes, xb, ws.acts)
         getattr(rec, m.loss_op)(logits, yb, ws.row_loss[:k])
+        if self.row_scale is not None:
+            rec.scale_rows(logits, ws.row_loss[:k], self.row_scale, self.state, self.batch)
         rec.sum_into(ws.row_loss[:k], self.step_loss, self.state, False)
         backward_pass(rec, m.layers, m.codes, xb, ws.acts, ws.dacts, self.grad_layers)
         if self.weight_sq is not None:
@@ -110,11 +117,16 @@ class TrainStep:
         same = self.X is X and self.y is y and self.optimizer is optimizer
         return same and optimizer.settings() == self.settings
 
-    def start_epoch(self, perm, lrs, wds, t):
+    def start_epoch(self, perm, lrs, wds, t, row_scale=None):
         """Write the epoch's permutation (device array of n row indices), the learning
-        rate and weight decay of each step (host, ``steps`` numbers each) and the
-        steps done so far."""
+        rate and weight decay of each step (host, ``steps`` numbers each), the steps
+        done so far and, for a step that scales rows, the factor of each row in batch
+        order (n numbers, host or device)."""
         bk = self.backend
+        if (row_scale is None) != (self.row_scale is None):
+            raise ValueError("row_scale must be given exactly when the step was built with scale_rows=True")
+        if row_scale is not None:
+            self.row_scale[...] = bk.asarray(row_scale, dtype=self.row_scale.dtype)
         self.perm[...] = perm
         self.rates[...] = bk.asarray(np.stack([lrs, wds], axis=1).astype(self.rates.dtype))
         self.state[...] = bk.asarray(np.array([0, t], dtype=np.int64))

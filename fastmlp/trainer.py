@@ -165,7 +165,7 @@ class Trainer:
                 on_epoch(self)
         return self.history
 
-    def train_epoch(self, X, y, lr, permutation=None, bar=None):
+    def train_epoch(self, X, y, lr, permutation=None, bar=None, row_scale=None, step_rows=None):
         """One pass over X, y (device arrays from :meth:`prepare`) in mini-batches.
 
         ``lr`` is a number or a function of the global step count, evaluated for
@@ -174,10 +174,22 @@ class Trainer:
         saving any RNG state; ``permutation`` (host indices) overrides it. Returns
         the mean loss of each step as a host float64 array, read back once, at the
         end; a non-finite loss is a DivergenceError.
+
+        Weighted rows (MLPClassifier's sample_weight): ``row_scale`` (n,), host or
+        device, in batch order, multiplies the loss and gradient of the epoch's j-th
+        row (the step then has a ``scale_rows`` kernel, and is rebuilt when
+        row_scale starts or stops being given), and ``step_rows`` (steps,) host
+        numbers replace each step's row count as the ``rows`` of the optimiser's
+        decay_per_row / rows. Both are written to the device once, with the epoch's
+        rates.
         """
         bk = self.backend
         with bk.activate():
-            step = self.prepare_step(X, y)
+            step = self.prepare_step(X, y, scale_rows=row_scale is not None)
+            if row_scale is not None and np.shape(row_scale) != (step.n,):
+                raise ConfigError(f"row_scale has shape {np.shape(row_scale)}; give one factor per row, ({step.n},)")
+            if step_rows is not None and len(step_rows) != step.steps:
+                raise ConfigError(f"{len(step_rows)} step_rows for {step.steps} steps; give one per step")
             lr_at = lr if callable(lr) else (lambda _step, value=float(lr): value)
             lrs = [lr_at(self.step_count + i) for i in range(step.steps)]
             epoch = self.epochs_done + 1
@@ -185,8 +197,9 @@ class Trainer:
                 perm = bk.asarray(permutation, dtype=np.int64)
             else:
                 perm = bk.permutation(bk.rng(_epoch_seed(self.seed, epoch)), step.n)
-            wds = [self.optimizer.decay(int(rows)) for rows in step.rows]
-            step.start_epoch(perm, lrs, wds, self.optimizer.t)
+            rows = step.rows if step_rows is None else step_rows
+            wds = [self.optimizer.decay(float(r)) for r in rows]
+            step.start_epoch(perm, lrs, wds, self.optimizer.t, row_scale)
             step.run_epoch(None if bar is None else (lambda: bar.update(1)))
             losses = bk.to_host(step.step_loss).astype(np.float64) / step.rows  # the one sync of the epoch
             if step.weight_sq is not None:
@@ -202,19 +215,22 @@ class Trainer:
         self.epochs_done = epoch
         return losses
 
-    def prepare_step(self, X, y):
+    def prepare_step(self, X, y, scale_rows=False):
         """The :class:`~fastmlp.step.TrainStep` for X, y (device arrays from :meth:`prepare`):
         built, warmed up (compiling the kernels, timed as ``history['compile_time']``)
         and, on a GPU, captured as CUDA graphs on first use; reused while X, y, the
-        batch size and the optimiser's settings stay the same."""
+        batch size, the optimiser's settings and ``scale_rows`` (whether rows are
+        weighted) stay the same."""
         with self.backend.activate():
             step = self._step
             current = (step is not None and step.batch == min(self.batch_size, X.shape[0])
                        and step.still_valid(X, y, self.optimizer)
-                       and (step.weight_sq is not None or not self.track_weight_sq))
+                       and (step.weight_sq is not None or not self.track_weight_sq)
+                       and (step.row_scale is not None) == bool(scale_rows))
             if not current:
                 self._step = None  # free the old buffers first
-                step = TrainStep(self.model, self.optimizer, X, y, self.batch_size, self.track_weight_sq)
+                step = TrainStep(self.model, self.optimizer, X, y, self.batch_size, self.track_weight_sq,
+                                 bool(scale_rows))
                 t0 = time.perf_counter()
                 step.warm_up()
                 step.capture(self.cuda_graph, self.graph_scope)

@@ -44,6 +44,21 @@ def test_a_logistic_output_records_its_own_loss_kernel():
     assert names[3:5] == ["logistic_xent_cpu", "sum_into_cpu"] and "softmax_xent_cpu" not in names
 
 
+def test_weighted_rows_add_one_scale_kernel_after_the_loss_and_rebuild_the_step():
+    model, trainer, X, y = _step("sgd")
+    step = TrainStep(model, trainer.optimizer, X, y, 4, scale_rows=True)
+    names = [fn.__name__ for fn, _ in step.calls[4]]
+    assert names[4:7] == ["softmax_xent_cpu", "scale_rows_cpu", "sum_into_cpu"]
+    assert step.row_scale.shape == (10,) and step.row_scale.dtype == model.dtype
+    plain = trainer.prepare_step(X, y)
+    assert plain.row_scale is None and "scale_rows_cpu" not in [fn.__name__ for fn, _ in plain.calls[4]]
+    trainer.train_epoch(X, y, 0.1, row_scale=np.arange(10.0))
+    weighted = trainer._step
+    assert weighted is not plain and np.array_equal(weighted.row_scale, np.arange(10.0))
+    assert trainer.prepare_step(X, y, scale_rows=True) is weighted  # new weights are data: the same step
+    assert trainer.prepare_step(X, y) is not weighted
+
+
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 def test_warm_up_changes_neither_the_model_nor_the_optimiser(optimizer):
     model, trainer, X, y = _step(optimizer)

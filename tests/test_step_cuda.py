@@ -42,16 +42,22 @@ def _device_backend():
         pytest.skip(f"no CUDA GPU and NUMBA_ENABLE_CUDASIM is not set (test_cuda_simulator.py runs this): {exc}")
 
 
-def _train(backend, optimizer, dtype, sizes=(20, 12, 7, 3), n=7, batch=4, epochs=2):
+def _train(backend, optimizer, dtype, sizes=(20, 12, 7, 3), n=7, batch=4, epochs=2, loss="softmax", weighted=False):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
-    y = rng.integers(0, sizes[-1], n)
-    model = MLP(sizes, device=backend, dtype=dtype, seed=1)
+    y = rng.integers(0, max(sizes[-1], 2), n)
+    model = MLP(sizes, device=backend, dtype=dtype, seed=1, loss=loss)
     trainer = Trainer(model, optimizer=optimizer, lr=0.1, batch_size=batch, weight_decay=1e-3, schedule="cosine",
                       progress=False, log=None, cuda_graph="auto")
     Xd, yd = trainer.prepare(X, y)
     lr = lambda step: 0.1 / (1 + step)  # a different rate every step: lrs[state[0]] must pick the right one
-    losses = [trainer.train_epoch(Xd, yd, lr, permutation=rng.permutation(n)) for _ in range(epochs)]
+    losses, wrng = [], np.random.default_rng(1)  # the weights from their own stream: the same batches either way
+    for _ in range(epochs):
+        kw = {}
+        if weighted:  # a different factor for every row of the epoch, and decay rows per step
+            trainer.optimizer.decay_per_row = 1e-2
+            kw = dict(row_scale=wrng.uniform(0.2, 3.0, n), step_rows=wrng.uniform(1.0, 5.0, -(-n // batch)))
+        losses.append(trainer.train_epoch(Xd, yd, lr, permutation=rng.permutation(n), **kw))
     return backend.to_host(model.params).copy(), np.concatenate(losses), trainer
 
 
@@ -67,3 +73,17 @@ def test_cuda_step_matches_the_cpu_step(optimizer, dtype):
     bad = ~(np.abs(sim_params - cpu_params) <= atol + rtol * np.abs(cpu_params))
     assert not bad.any(), f"{bad.sum()} parameters differ; first at {np.flatnonzero(bad)[:5]}"
     assert not np.array_equal(sim_params, MLP((20, 12, 7, 3), dtype=dtype, seed=1).params), "training changed nothing"
+
+
+def test_weighted_logistic_cuda_step_matches_the_cpu_step():
+    # the two-class step: logistic_xent, then scale_rows reading each row's weight at state[0]
+    args = ("sgd", np.float64)
+    kw = dict(sizes=(20, 6, 1), loss="logistic", weighted=True)
+    cpu_params, cpu_losses, _ = _train(Backend("cpu", np, kernels.CPU_KERNELS), *args, **kw)
+    sim_params, sim_losses, trainer = _train(_device_backend(), *args, **kw)
+    names = [getattr(fn, "__name__", "") for fn, _ in trainer._step.calls[4]]
+    assert names.count("logistic_xent") == 1 and names.count("scale_rows") == 1, names
+    np.testing.assert_allclose(sim_losses, cpu_losses, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(sim_params, cpu_params, rtol=1e-10, atol=1e-13)
+    unweighted = _train(Backend("cpu", np, kernels.CPU_KERNELS), *args, sizes=(20, 6, 1), loss="logistic")[0]
+    assert np.abs(unweighted - cpu_params).max() > 1e-4, "the weights changed nothing"

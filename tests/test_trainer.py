@@ -69,6 +69,54 @@ def test_trains_and_evaluates_a_logistic_output():
         Trainer(model, progress=False, log=None).fit(x, np.where(y == 1, 2, 0), 1)
 
 
+def test_row_scale_and_step_rows_weight_the_rows_and_the_decay():
+    # train_epoch's hooks for sample weights: with every row's loss and gradient times 2
+    # and half the step_rows (so twice the decay_per_row / step_rows), plain SGD takes
+    # the steps it takes at twice the learning rate.
+    x, y = _blobs(n=70)
+    perm = np.random.default_rng(3).permutation(70)
+    results = []
+    for lr, scale, step_rows in ((0.2, None, [16.0, 16.0, 3.0]), (0.1, 2.0, [8.0, 8.0, 1.5]),
+                                 (0.2, None, None)):
+        model = MLP((20, 8, 4), seed=0, dtype="float64")
+        trainer = Trainer(model, optimizer="sgd", batch_size=32, progress=False, log=None)
+        trainer.optimizer.decay_per_row = 0.5
+        X, Y = trainer.prepare(x, y)
+        row_scale = None if scale is None else np.full(70, scale)
+        trainer.train_epoch(X, Y, lr, permutation=perm, row_scale=row_scale, step_rows=step_rows)
+        results.append(model.params.copy())
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=1e-15)
+    assert np.abs(results[2] - results[0]).max() > 1e-3  # decay / rows (32, 32, 6) is not decay / step_rows
+
+
+def test_row_scale_is_read_in_batch_order():
+    # row_scale[j] belongs to the epoch's j-th row, X[perm[j]]: zero at three positions and
+    # 40/37 elsewhere, one full batch is the plain mean over the other 37 rows
+    x, y = _blobs(n=40)
+    perm = np.random.default_rng(4).permutation(40)
+    scale = np.full(40, 40 / 37)
+    scale[[3, 17, 38]] = 0.0
+    kept = perm[scale > 0]
+    results = []
+    for rows, order, row_scale in ((np.arange(40), perm, scale), (kept, np.arange(37), None)):
+        model = MLP((20, 8, 4), seed=0, dtype="float64")
+        trainer = Trainer(model, optimizer="sgd", batch_size=40, progress=False, log=None)
+        X, Y = trainer.prepare(x[rows], y[rows])
+        trainer.train_epoch(X, Y, 0.1, permutation=order, row_scale=row_scale)
+        results.append(model.params.copy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12, atol=1e-15)
+
+
+def test_row_scale_and_step_rows_must_fit_the_epoch():
+    x, y = _blobs(n=70)
+    trainer = Trainer(MLP((20, 8, 4), seed=0), batch_size=32, progress=False, log=None)
+    X, Y = trainer.prepare(x, y)
+    with pytest.raises(ConfigError, match=r"row_scale has shape \(69,\); give one factor per row, \(70,\)"):
+        trainer.train_epoch(X, Y, 0.1, row_scale=np.ones(69))
+    with pytest.raises(ConfigError, match="2 step_rows for 3 steps"):
+        trainer.train_epoch(X, Y, 0.1, step_rows=[32.0, 38.0])
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_divergence_names_epoch_and_step():
     x, y = _blobs()
