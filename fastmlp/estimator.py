@@ -7,39 +7,42 @@
 
 The arguments, their defaults and what they do are those of
 :class:`sklearn.neural_network.MLPClassifier` (sgd and adam solvers), plus
-``device`` and ``dtype``. Training is fastmlp's: an :class:`~fastmlp.model.MLP`
-on the chosen device, trained one epoch at a time by
-:meth:`fastmlp.Trainer.train_epoch` with fastmlp's optimisers. This module only
-adds scikit-learn's logic around the epochs: Glorot-uniform initialisation from
-``random_state``, the batch order (the same ``random_state`` stream scikit-learn
-uses, so with the same seed both shuffle the same way), the L2 penalty
-(``weight_decay = alpha / batch_size``), learning-rate schedules, ``tol`` /
-``n_iter_no_change`` stopping, early stopping on a stratified validation split
-with the best weights restored, and the fitted attributes.
+``device`` and ``dtype``; ``fit`` and ``partial_fit`` take ``sample_weight``
+as scikit-learn 1.7+ does. Training is fastmlp's: an
+:class:`~fastmlp.model.MLP` on the chosen device, trained one epoch at a time
+by :meth:`fastmlp.Trainer.train_epoch` with fastmlp's optimisers. This module
+only adds scikit-learn's logic around the epochs: Glorot-uniform
+initialisation from ``random_state``, the batch order (the same
+``random_state`` stream scikit-learn uses, so with the same seed both shuffle
+the same way), the L2 penalty (``alpha`` divided by the rows, or the summed
+sample weights, of each batch), sample weights as per-row loss weights,
+learning-rate schedules, ``tol`` / ``n_iter_no_change`` stopping, early
+stopping on a validation split with the best weights restored, and the fitted
+attributes.
+
+In float64 it computes what scikit-learn computes: two-class
+problems have one logistic output unit (fastmlp's fused sigmoid + log-loss
+kernel), Adam adds ``epsilon`` where scikit-learn does (``Adam(eps_form=
+"sklearn")``), and a shorter last batch gets scikit-learn's L2 term. The
+fitted numbers agree to 1e-12 relative or better (tests/test_estimator_parity.py).
 
 Where it differs from scikit-learn's estimator:
 
-- Binary problems are trained with two softmax outputs instead of one logistic
-  unit (the same family of models, since fastmlp's loss kernel is softmax
-  cross-entropy). The output layer starts as scikit-learn's would (its one
-  column ``w`` stored as ``(-w/2, +w/2)``), and ``coefs_[-1]`` /
-  ``intercepts_[-1]`` are shown in scikit-learn's one-column form (the
-  difference of the two columns), so the shapes match; assigning to them
-  stores that form back.
 - ``dtype`` (default ``"float32"``) is the precision of the weights and of
   training; ``predict_proba`` returns that dtype. Use ``"float64"`` to match
   scikit-learn's precision.
-- ``validation_loss_curve_``: the mean cross-entropy on the validation split
-  after each epoch, when ``early_stopping=True``.
+- ``validation_loss_curve_``: the mean (unweighted) cross-entropy on the
+  validation split after each epoch, when ``early_stopping=True``.
 - Not supported, each a ``ValueError`` at ``fit``: ``solver="lbfgs"``,
-  multilabel or multi-output ``y``, ``momentum=1``. There is no
-  ``sample_weight``. ``max_fun`` is accepted and, as in scikit-learn with the
-  sgd and adam solvers, not used.
-- Adam adds ``epsilon`` to the bias-corrected ``sqrt(v)``; scikit-learn adds it
-  before the correction. Both are the same up to a factor ``sqrt(1 - beta_2**t)``
-  on ``epsilon``.
-- The L2 term of a shorter last batch is ``alpha / batch_size``, not
-  ``alpha / rows in that batch``.
+  multilabel or multi-output ``y``, ``momentum=1``. ``max_fun`` is accepted
+  and, as in scikit-learn with the sgd and adam solvers, not used.
+- A batch whose sample weights sum to zero is a ``ValueError`` (scikit-learn
+  raises ``ZeroDivisionError``).
+- The training loss is the exact log-loss; scikit-learn clips probabilities
+  to ``[eps, 1 - eps]`` first, which changes only rows whose loss is below
+  1e-16 or above 36 (a logit past 36 on the wrong side).
+- ``predict_log_proba`` is a log-softmax of the logits, without the underflow
+  of ``log(predict_proba)`` to ``-inf``.
 
 scikit-learn is only needed for this module; ``import fastmlp`` does not
 import it.
@@ -57,12 +60,13 @@ import numpy as np
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
     from sklearn.utils import shuffle as sk_shuffle
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-    from sklearn.utils.validation import check_is_fitted, column_or_1d
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         f"fastmlp.MLPClassifier needs scikit-learn ({exc}); install it with pip install 'fastmlp[sklearn]'"
@@ -78,8 +82,8 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 from .backend import get_backend, parse_device
 from .errors import DeviceError, DivergenceError
-from .model import MLP
-from .optim import make_optimizer
+from .model import MLP, two_class_proba
+from .optim import SGD, Adam
 from .trainer import Trainer, evaluate
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
@@ -91,6 +95,11 @@ DTYPES = ("float32", "float64")
 def _is_cupy(a):
     """True for a CuPy array, without importing CuPy."""
     return type(a).__module__.split(".")[0] == "cupy"
+
+
+def _host(a):
+    """``a`` copied to the host if it is a CuPy array, else ``a`` itself."""
+    return a.get() if _is_cupy(a) else a
 
 
 def _bad(name, allowed, value):
@@ -203,16 +212,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ public API
 
-    def fit(self, X, y):
-        """Fit the model to X (n_samples, n_features) and class labels y (n_samples,).
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X (n_samples, n_features) and class labels y (n_samples,),
+        each row's loss weighted by ``sample_weight`` (n_samples,) as in scikit-learn.
 
         Returns self."""
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False)
 
     @available_if(lambda est: est.solver != "lbfgs")
-    def partial_fit(self, X, y, classes=None):
-        """One epoch over X, y. ``classes`` (all labels that will ever be seen) is
-        required on the first call and may be omitted afterwards. Returns self."""
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over X, y (rows weighted by ``sample_weight``). ``classes`` (all
+        labels that will ever be seen) is required on the first call and may be
+        omitted afterwards. Returns self."""
         if classes is not None:
             classes = unique_labels(classes)
             if getattr(self, "classes_", None) is None:
@@ -223,17 +234,25 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 )
         elif getattr(self, "classes_", None) is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict_proba(self, X):
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
         check_is_fitted(self)
         z, on_device = self._logits(X)
+        p = self._proba(z)
+        return p if on_device else self._model.backend.to_host(p)
+
+    def _proba(self, z):
+        """Probabilities from logits z, in place where it can: scikit-learn's
+        [1 - p, p] with p = sigmoid(z) for two classes, else the softmax of z."""
         xp = self._model.xp
+        if self._binary:
+            return two_class_proba(xp, z)
         z -= z.max(axis=1, keepdims=True)
         xp.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
-        return z if on_device else self._model.backend.to_host(z)
+        return z
 
     def predict_log_proba(self, X):
         """Log of the class probabilities, computed as a log-softmax of the logits
@@ -241,6 +260,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         z, on_device = self._logits(X)
         xp = self._model.xp
+        if self._binary:  # log-softmax over (0, z)
+            z = xp.hstack([xp.zeros_like(z), z])
         z -= z.max(axis=1, keepdims=True)
         z -= xp.log(xp.exp(z).sum(axis=1, keepdims=True))
         return z if on_device else self._model.backend.to_host(z)
@@ -248,10 +269,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Predicted class labels (n_samples,), as a NumPy array of ``classes_``' type."""
         proba = self.predict_proba(X)
-        idx = proba.argmax(axis=1)
-        if _is_cupy(idx):
-            idx = idx.get()
-        return self.classes_[idx]
+        return self.classes_[_host(proba.argmax(axis=1))]
 
     def __sklearn_is_fitted__(self):
         return getattr(self, "_model", None) is not None
@@ -264,15 +282,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     # --------------------------------------------------- parameters read from the model
 
     def _layers(self):
-        """[(W, b), ...] as NumPy copies, the binary output layer in one-column form."""
+        """[(W, b), ...] as NumPy copies."""
         model = getattr(self, "_model", None)
         if model is None:
             raise AttributeError(f"'{type(self).__name__}' object has no attribute 'coefs_'; call fit first")
-        layers = [(np.array(W, copy=True), np.array(b, copy=True)) for W, b in model.get_layers()]
-        if self._binary:
-            W, b = layers[-1]
-            layers[-1] = (W[:, 1:] - W[:, :1], b[1:] - b[:1])
-        return layers
+        return model.get_layers()
 
     @property
     def coefs_(self):
@@ -300,8 +314,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"expected {len(views)} weight matrices and bias vectors")
         for i, (view, W, b) in enumerate(zip(views, coefs, intercepts)):
             W, b = np.asarray(W), np.asarray(b)
-            if self._binary and i == len(views) - 1:  # one-column form -> (-w/2, +w/2)
-                W, b = np.hstack([-W / 2, W / 2]), np.concatenate([-b / 2, b / 2])
             if W.shape != view.W.shape or b.shape != view.b.shape:
                 raise ValueError(f"layer {i}: got shapes {W.shape}, {b.shape}; expected {view.W.shape}, {view.b.shape}")
             view.W[...], view.b[...] = W, b
@@ -396,8 +408,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _build_model(self, sizes, device, restoring=False):
         act = "sigmoid" if self._activation == "logistic" else self._activation
+        # two classes: one logistic output unit, as in scikit-learn
+        loss = "logistic" if self._binary else "softmax"
         try:
-            return MLP(sizes, activation=act, dtype=self._dtype, device=device)
+            return MLP(sizes, activation=act, dtype=self._dtype, device=device, loss=loss)
         except DeviceError as exc:
             if not restoring:
                 raise
@@ -407,7 +421,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-            return MLP(sizes, activation=act, dtype=self._dtype, device="cpu")
+            return MLP(sizes, activation=act, dtype=self._dtype, device="cpu", loss=loss)
 
     def _validate_X(self, X, reset, dtype):
         """X as a 2-D array of ``dtype``: NumPy after scikit-learn's checks, or a CuPy
@@ -476,7 +490,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _init_params(self, rs, n_features, hidden, n_classes):
         """scikit-learn's initialisation, drawn from ``rs`` in its order: for each layer,
         weights then biases, uniform in +-sqrt(factor / (fan_in + fan_out)) with factor
-        6 (2 for logistic). A binary output column w is stored as (-w/2, +w/2)."""
+        6 (2 for logistic)."""
         units = [n_features, *hidden, 1 if n_classes == 2 else n_classes]
         factor = 2.0 if self._activation == "logistic" else 6.0
         model = self._model
@@ -486,22 +500,25 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             bound = np.sqrt(factor / (fan_in + fan_out))
             W = rs.uniform(-bound, bound, (fan_in, fan_out))
             b = rs.uniform(-bound, bound, fan_out)
-            if fan_out == 1 and n_classes == 2:
-                W, b = np.hstack([-W / 2, W / 2]), np.concatenate([-b / 2, b / 2])
             view.W[...], view.b[...] = W, b
         model.set_flat_params(host)
 
     def _new_optimizer(self, model):
-        if self.solver == "adam":
-            config = ("adam", {"beta1": self.beta_1, "beta2": self.beta_2, "eps": self.epsilon})
-        elif self.momentum > 0:
-            config = ("nesterov" if self.nesterovs_momentum else "momentum", {"momentum": self.momentum})
+        if self.solver == "adam":  # epsilon where scikit-learn adds it
+            config = ("adam", {"beta1": float(self.beta_1), "beta2": float(self.beta_2), "eps": float(self.epsilon),
+                               "eps_form": "sklearn"})
         else:
-            config = ("sgd", {})
+            config = ("sgd", {"momentum": float(self.momentum), "nesterov": bool(self.nesterovs_momentum)
+                              and self.momentum > 0})
         self._optimizer_config = config
-        return make_optimizer(config[0], model, **config[1])
+        return self._make_optimizer(config, model)
 
-    def _fit(self, X, y, incremental):
+    @staticmethod
+    def _make_optimizer(config, model):
+        kind, kwargs = config
+        return (Adam if kind == "adam" else SGD)(model.backend, model.params, model.n_weights, **kwargs)
+
+    def _fit(self, X, y, sample_weight, incremental):
         hidden, activation, dtype = self._check_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -516,6 +533,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 )
             dtype = self._dtype
         X, y, on_device = self._validate_Xy(X, y, reset=first_pass, dtype=dtype)
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(_host(sample_weight), np.empty((len(y), 0)), dtype=np.float64)
 
         # classes_, as scikit-learn sets or checks them
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -544,7 +564,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if first_pass:
             self._activation, self._dtype = activation, dtype
             self._binary = n_classes == 2
-            self._sizes = (X.shape[1], *hidden, n_classes)
+            self._sizes = (X.shape[1], *hidden, 1 if self._binary else n_classes)
             self._model = model = self._build_model(self._sizes, self.device)
             self.device_ = model.backend.name
             self._init_params(rs, X.shape[1], hidden, n_classes)
@@ -575,7 +595,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             saved = self._optimizer_state if incremental else None
             if saved is not None:  # partial_fit after unpickling: the pickled optimiser state
                 self._optimizer_config, state = saved
-                self._optimizer = make_optimizer(self._optimizer_config[0], model, **self._optimizer_config[1])
+                self._optimizer = self._make_optimizer(self._optimizer_config, model)
                 self._optimizer.load_state(state)
             else:
                 self._optimizer = self._new_optimizer(model)
@@ -585,7 +605,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         bk = model.backend
         if on_device and not bk.is_gpu:
             X, on_device = X.get(), False
-        X_val = y_val = None
+        val = None
         if self.early_stopping:
             # The split scikit-learn's code makes (1.6 to 1.9), so the same random_state
             # holds out the same rows: stratified for binary problems (by this (n, 1)
@@ -600,9 +620,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
                 )
             take = bk.asarray if on_device else np.asarray  # index a CuPy X with device indices
-            X_val, y_val = X[take(idx_val)], y_enc[idx_val]
+            val = (X[take(idx_val)], y_enc[idx_val], None if sw is None else sw[idx_val])
             X, y_enc = X[take(idx_train)], y_enc[idx_train]
-        self._run(X, y_enc, X_val, y_val, rs, incremental)
+            sw = None if sw is None else sw[idx_train]
+        self._run(X, y_enc, sw, val, rs, incremental)
         return self
 
     def _trainer_for(self, n):
@@ -621,19 +642,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         trainer.optimizer = self._optimizer
         return trainer, batch
 
-    def _run(self, Xd, y_enc, X_val, y_val, rs, incremental):
-        """scikit-learn's epoch loop around Trainer.train_epoch."""
+    def _run(self, Xd, y_enc, sw, val, rs, incremental):
+        """scikit-learn's epoch loop around Trainer.train_epoch. ``sw``: the training
+        rows' sample weights (host float64) or None; ``val``: (X, y, weights) or None."""
         model = self._model
         trainer, batch = self._trainer_for(Xd.shape[0])
         Xd, yd = trainer.prepare(Xd, y_enc)
-        if X_val is not None:
-            X_val, y_val = trainer.prepare(X_val, y_val, "validation data")
+        if val is not None:
+            val = (*trainer.prepare(val[0], val[1], "validation data"), val[1], val[2])
         n = Xd.shape[0]
         steps = -(-n // batch)
         rows = np.full(steps, batch, dtype=np.float64)
         rows[-1] = n - batch * (steps - 1)
+        starts = np.arange(steps) * batch
         alpha = float(self.alpha)
-        self._optimizer.weight_decay = alpha / batch
+        # scikit-learn's L2 gradient is alpha / (rows, or summed sample weights, of the batch)
+        self._optimizer.decay_per_row = alpha
         trainer.track_weight_sq = bool(alpha)
         sample_idx = np.arange(n)
         early_stopping = self.early_stopping
@@ -642,23 +666,39 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             for _ in range(self.max_iter):
                 if self.shuffle:
                     sample_idx = sk_shuffle(sample_idx, random_state=rs)
-                # The L2 part of scikit-learn's loss uses the weights before each step:
-                # the trainer sums |W|^2 on the device before every update (track_weight_sq).
+                row_scale = step_weight = None
+                l2_scale = np.ones(steps)
+                if sw is not None:
+                    # The weighted batch loss is sum(w l) / sum(w) over its rows: each row's
+                    # loss and gradient (the kernel's l / rows) times w * rows / sum(w).
+                    w_perm = sw[sample_idx]
+                    step_weight = np.add.reduceat(w_perm, starts)
+                    if not np.all(step_weight != 0):
+                        raise ValueError(
+                            "the sample weights of a batch sum to zero, so its weighted loss is undefined "
+                            "(scikit-learn raises ZeroDivisionError here); give those rows weight or use a larger batch"
+                        )
+                    l2_scale = rows / step_weight
+                    row_scale = w_perm * np.repeat(l2_scale, rows.astype(np.int64))
                 try:
-                    losses = trainer.train_epoch(Xd, yd, lr=self._lr, permutation=sample_idx)
+                    losses = trainer.train_epoch(Xd, yd, lr=self._lr, permutation=sample_idx, row_scale=row_scale,
+                                                 step_rows=step_weight)
                 except DivergenceError as exc:
                     raise ValueError(
                         f"Solver produced non-finite parameter weights ({exc}). The input data may contain large "
                         "values and need to be preprocessed."
                     ) from None
-                sq = trainer.epoch_weight_sq.sum() if alpha else 0.0
+                # scikit-learn's epoch loss adds each batch's L2 term, 0.5 alpha |W|^2 / sum(w),
+                # times the batch's rows, with W as it is before that batch's step: the
+                # trainer sums |W|^2 on the device before every update (track_weight_sq).
+                sq = (trainer.epoch_weight_sq * l2_scale).sum() if alpha else 0.0
                 self.n_iter_ += 1
                 self.loss_ = float((losses * rows).sum() + 0.5 * alpha * float(sq)) / n
                 self.t_ += n
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                self._update_no_improvement_count(early_stopping, X_val, y_val)
+                self._update_no_improvement_count(early_stopping, val)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     self._lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
                 if self._no_improvement_count > self.n_iter_no_change:
@@ -688,9 +728,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if early_stopping:  # restore the best weights
             model.set_flat_params(self._best_params)
 
-    def _update_no_improvement_count(self, early_stopping, X_val, y_val):
+    def _update_no_improvement_count(self, early_stopping, val):
         if early_stopping:
-            val_loss, val_score = evaluate(self._model, X_val, y_val)
+            X_val, y_val, y_val_host, w_val = val
+            val_loss = evaluate(self._model, X_val, y_val)[0]
+            # the score as scikit-learn computes it: accuracy of predict (the most probable class)
+            pred = self._proba(self._model.logits(X_val)).argmax(axis=1)
+            val_score = float(accuracy_score(y_val_host, _host(pred), sample_weight=w_val))
             self.validation_scores_.append(val_score)
             self.validation_loss_curve_.append(val_loss)
             if self.verbose:

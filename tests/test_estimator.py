@@ -47,9 +47,18 @@ CHECKED = [
     MLPClassifier((16,), solver="sgd", learning_rate_init=0.05, dtype="float64", max_iter=100),
 ]
 
-# None is needed for these two set-ups: every check passes. A check listed here
-# must fail (xfail_strict), so an entry cannot outlive its reason.
-EXPECTED_FAILED_CHECKS = {}
+# A check listed here must fail (xfail_strict), so an entry cannot outlive its reason.
+_FLOAT32_WEIGHTS = (
+    "in float32 the weighted and the repeated fit (one full batch each, the same gradient in exact arithmetic) "
+    "differ by float32 rounding, about 1e-6 relative; the check asks for 1e-7. The float64 set-up passes it"
+)
+EXPECTED_FAILED_CHECKS = {
+    "float32": {
+        "check_sample_weight_equivalence_on_dense_data": _FLOAT32_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": _FLOAT32_WEIGHTS,
+    },
+    "float64": {},
+}
 
 
 def _check_name(check):
@@ -67,7 +76,7 @@ def _check_kwargs(check):
 
 
 @quiet
-@parametrize_with_checks(CHECKED, expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS, xfail_strict=True)
+@parametrize_with_checks(CHECKED, expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS[est.dtype], xfail_strict=True)
 def test_sklearn_estimator_checks(estimator, check):
     if _check_name(check) == "check_array_api_input":
         # scikit-learn skips this check unless SCIPY_ARRAY_API=1 was set before SciPy
@@ -221,10 +230,10 @@ def test_one_class_is_refused_naming_the_class():
 
 # ---------------------------------------------------------------- same numbers as scikit-learn
 
-# 1600 rows, batch 160: every batch is full (also the 1440 training rows left by
-# early stopping), so the L2 term is alpha / 160 on every step in both. In float64
-# both estimators then compute the same thing in the same order: same init, same
-# shuffles, same validation split, same updates.
+# 1600 rows, batch 160. In float64 both estimators compute the same thing in the
+# same order: same init, same shuffles, same validation split, same updates.
+# tests/test_estimator_parity.py does the same on six datasets, with scikit-learn's
+# defaults, short last batches, two-class problems and sample weights.
 PARITY = {
     "nesterov": dict(solver="sgd", learning_rate_init=0.1, max_iter=12),
     "momentum-invscaling": dict(solver="sgd", nesterovs_momentum=False, learning_rate="invscaling",
@@ -238,9 +247,8 @@ PARITY = {
     "tol-stop": dict(solver="sgd", learning_rate_init=0.1, tol=5e-3, n_iter_no_change=2, max_iter=200),
     "early-stopping": dict(solver="sgd", learning_rate_init=0.2, early_stopping=True, n_iter_no_change=3,
                            max_iter=200),
-    # Adam adds epsilon after (fastmlp) or before (scikit-learn) the bias correction: with a
-    # negligible epsilon the two are the same; non-default betas check that they are passed on
-    "adam": dict(solver="adam", beta_1=0.8, beta_2=0.99, epsilon=1e-30, learning_rate_init=0.01, max_iter=12),
+    # non-default betas and an epsilon big enough to matter check that they are passed on
+    "adam": dict(solver="adam", beta_1=0.8, beta_2=0.99, epsilon=1e-3, learning_rate_init=0.01, max_iter=12),
     "identity-two-layers": dict(hidden_layer_sizes=(16, 8), activation="identity", solver="sgd",
                                 learning_rate_init=0.02, max_iter=12),
 }
