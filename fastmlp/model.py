@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import checks
 from .activations import get_activation
 from .backend import get_backend
 from .errors import ConfigError
@@ -138,9 +139,7 @@ class MLP:
         self.init = (init or self.activation.default_init).lower()
         if self.init not in INITS:
             raise ConfigError(f"unknown init {init!r}: choose one of {', '.join(INITS)}")
-        if not init_std > 0:
-            raise ConfigError(f"init_std must be positive, got {init_std!r}")
-        self.init_std = float(init_std)
+        self.init_std = checks.positive("init_std", init_std)
         self.params = self.backend.xp.zeros(self.n_params, dtype=self.dtype)
         self.layers = self.views(self.params)
         self._eval_ws = None
@@ -188,7 +187,7 @@ class MLP:
     def reset_parameters(self, seed=0):
         """He / Xavier / normal(std) weights and zero biases, drawn on the host with
         ``numpy.random.default_rng(seed)`` so every device starts from the same values."""
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(None if seed is None else checks.integer("seed", seed, 0))
         host = np.zeros(self.n_params, dtype=self.dtype)
         for layer in self.views(host):
             layer.W[...] = init_weights(rng, *layer.W.shape, self.init, self.init_std, self.dtype)

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from . import checks
 from .errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
@@ -34,8 +35,7 @@ class Optimizer:
     """
 
     def __init__(self, backend, params, n_decay, weight_decay=0.0):
-        if not weight_decay >= 0:
-            raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
+        weight_decay = checks.non_negative("weight_decay", weight_decay)
         self.backend = backend
         self.xp = backend.xp
         self.params = params
@@ -150,8 +150,7 @@ class Adam(Optimizer):
         super().__init__(backend, params, n_decay, weight_decay)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ConfigError(f"Adam betas must be in [0, 1), got {beta1}, {beta2}")
-        if not eps > 0:
-            raise ConfigError(f"Adam eps must be > 0, got {eps}")
+        eps = checks.positive("eps", eps)
         if eps_form not in self.EPS_FORMS:
             raise ConfigError(f"Adam eps_form must be one of {', '.join(self.EPS_FORMS)}; got {eps_form!r}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
@@ -198,8 +197,7 @@ def make_schedule(name, lr, total_steps, steps_per_epoch, step_epochs=None, gamm
     """lr(step) for step = 0, 1, ...: 'constant'; 'step' (multiply by gamma every
     ``step_epochs`` epochs, default a third of the run); 'cosine' (from lr down to 0
     over ``total_steps``, evaluated per step)."""
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"learning rate must be a positive number, got {lr!r}")
+    lr = checks.positive("lr", lr)
     key = str(name).lower()
     if key == "constant":
         return lambda step: lr

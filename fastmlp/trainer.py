@@ -12,10 +12,12 @@ once, at the end, so a GPU never waits for the host inside an epoch.
 
 from __future__ import annotations
 
-import math
 import time
+
 import numpy as np
 
+from . import checks
+from .backend import namespace_of
 from .errors import ConfigError, DivergenceError
 from .optim import make_optimizer, make_schedule
 from .step import TrainStep, check_graph_options
@@ -43,6 +45,23 @@ def _check_xy(model, X, y, what):
             f"{what} labels span {lo}..{hi} but the model has {model.n_classes} classes (0..{model.n_classes - 1}); "
             "make the last size the number of classes"
         )
+
+
+def _check_permutation(perm, n, name):
+    """``perm`` as a host int64 array if it holds every row index 0..n-1 exactly once,
+    else a ConfigError naming it (the batch gather would clip or skip rows silently)."""
+    p = perm.get() if hasattr(perm, "__cuda_array_interface__") else np.asarray(perm)
+    if p.ndim != 1 or p.dtype.kind not in "iu":
+        raise ConfigError(f"{name} must be a 1-D array of integer row indices, got dtype {p.dtype}, shape {p.shape}")
+    if p.size != n:
+        raise ConfigError(f"{name} has {p.size} indices for {n} training rows; give each row index once")
+    if p.size and (p.min() < 0 or p.max() >= n):
+        raise ConfigError(f"{name} holds indices outside 0..{n - 1} (from {p.min()} to {p.max()})")
+    counts = np.bincount(p, minlength=n)
+    if (counts != 1).any():
+        row = int(np.argmax(counts != 1))
+        raise ConfigError(f"{name} is not a permutation: row {row} appears {counts[row]} times")
+    return p.astype(np.int64, copy=False)
 
 
 def _epoch_seed(seed, epoch):
@@ -75,17 +94,16 @@ class Trainer:
         cuda_graph="auto",
         graph_scope="step",
     ):
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
-        if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-            raise ConfigError(f"learning rate must be a positive number, got {lr!r}")
+        batch_size = checks.integer("batch_size", batch_size, 1)
+        lr = checks.positive("lr", lr)
+        seed = checks.integer("seed", seed, 0)
         self.model = model
         self.backend = model.backend
         self.optimizer = make_optimizer(optimizer, model, momentum=momentum, weight_decay=weight_decay)
         self.optimizer_name = optimizer
-        self.lr = float(lr)
+        self.lr = lr
         self.schedule_name = schedule
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
         self.seed = seed
         self.progress = progress
         self.log = log or (lambda *_: None)
@@ -113,10 +131,24 @@ class Trainer:
         self.epochs_done = 0
         self.step_count = 0
 
-    def prepare(self, X, y, what="training data"):
-        """X, y copied to the device (once) in the model's dtype and checked."""
+    def __repr__(self):
+        opt = self.optimizer
+        momentum = f", momentum={opt.momentum:g}" if getattr(opt, "momentum", 0) else ""
+        graphs = "" if (self.cuda_graph, self.graph_scope) == ("auto", "step") else \
+            f", cuda_graph={self.cuda_graph!r}, graph_scope={self.graph_scope!r}"
+        return (
+            f"Trainer({self.model!r}, optimizer={self.optimizer_name!r}, lr={self.lr:g}{momentum}, "
+            f"weight_decay={opt.weight_decay:g}, batch_size={self.batch_size}, schedule={self.schedule_name!r}, "
+            f"seed={self.seed}{graphs}, epochs_done={self.epochs_done})"
+        )
+
+    def prepare(self, X, y, what="training data", y_name="y"):
+        """X, y copied to the device (once) in the model's dtype and checked; ``y_name``
+        names the labels' argument in errors."""
         bk, m = self.backend, self.model
         X = bk.asarray(X, dtype=m.dtype)
+        y = y if hasattr(y, "dtype") else np.asarray(y)
+        checks.whole_labels(y_name, y, namespace_of(y))
         y = bk.asarray(y, dtype=np.int64)
         _check_xy(m, X, y, what)
         return X, y
@@ -133,9 +165,8 @@ class Trainer:
         the same learning rates as an uninterrupted one. ``on_epoch(trainer)`` is
         called after every completed epoch (checkpoints).
         """
-        if int(epochs) != epochs or epochs < 1:
-            raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
-        if permutations is not None and len(permutations) < epochs:
+        epochs = checks.integer("epochs", epochs, 1)
+        if permutations is not None and len(permutations) != epochs:
             raise ConfigError(f"{len(permutations)} permutations given for {epochs} epochs; give one per epoch")
         with self.backend.activate():
             return self._fit(X, y, epochs, X_test, y_test, X_val, y_val, permutations, total_epochs, on_epoch)
@@ -145,8 +176,10 @@ class Trainer:
         evals = {}
         for name, (Xe, ye) in {"test": (X_test, y_test), "val": (X_val, y_val)}.items():
             if Xe is not None:
-                evals[name] = self.prepare(Xe, ye, f"{name} data")
+                evals[name] = self.prepare(Xe, ye, f"{name} data", f"y_{name}")
         n = X.shape[0]
+        if permutations is not None:  # all checked before the first step
+            permutations = [_check_permutation(p, n, f"permutations[{i}]") for i, p in enumerate(permutations)]
         steps = -(-n // min(self.batch_size, n))
         total = total_epochs or self.epochs_done + int(epochs)
         schedule = make_schedule(self.schedule_name, self.lr, steps * total, steps)

@@ -151,6 +151,10 @@ def test_dtypes_and_predictions():
         (dict(sizes=(4, 3), dtype="float16"), "float32 or float64"),
         (dict(sizes=(4, 3), loss="hinge"), "unknown loss"),
         (dict(sizes=(4, 2), loss="logistic"), "make the last size 1"),
+        (dict(sizes=(4, 3), seed=-1), "seed must be an integer >= 0, got -1"),
+        (dict(sizes=(4, 3), seed=0.5), "seed must be an integer"),
+        (dict(sizes=(4, 3), init="normal", init_std=float("inf")), "init_std must be a positive finite number"),
+        (dict(sizes=(4, 3), init="normal", init_std=0.0), "init_std must be a positive finite number"),
     ],
 )
 def test_bad_model_settings_are_clear_errors(kwargs, message):

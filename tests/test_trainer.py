@@ -146,16 +146,87 @@ def test_bad_training_data_is_a_clear_error(change, message):
 @pytest.mark.parametrize(
     "kw, message",
     [
-        (dict(batch_size=0), "batch size"),
-        (dict(batch_size=-3), "batch size"),
-        (dict(lr=0), "learning rate"),
-        (dict(lr=-1.0), "learning rate"),
+        (dict(batch_size=0), "batch_size must be an integer >= 1"),
+        (dict(batch_size=-3), "batch_size"),
+        (dict(batch_size=2.5), "batch_size"),
+        (dict(batch_size=None), "batch_size"),
+        (dict(lr=0), "lr must be a positive finite number"),
+        (dict(lr=-1.0), "lr"),
+        (dict(lr=float("inf")), "lr"),
+        (dict(lr=True), "lr"),
+        (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+        (dict(seed=1.5), "seed"),
+        (dict(weight_decay=float("inf")), "weight_decay"),
         (dict(optimizer="rmsprop"), "unknown optimizer"),
     ],
 )
 def test_bad_trainer_settings_are_clear_errors(kw, message):
     with pytest.raises(ConfigError, match=message):
         Trainer(MLP((20, 16, 4)), **kw)
+
+
+def test_numpy_scalars_are_accepted_wherever_python_numbers_are():
+    x, y = _blobs(n=70)
+    kw = dict(optimizer="nesterov", lr=0.1, momentum=0.5, weight_decay=1e-3, batch_size=32, seed=3)
+    results = []
+    for convert in (lambda v: v, lambda v: np.float32(v) if isinstance(v, float) else np.int64(v)):
+        model = MLP((np.int64(20), 8, 4), init="normal", init_std=convert(0.1), seed=convert(2), dtype="float64")
+        args = {k: (convert(v) if k != "optimizer" else v) for k, v in kw.items()}
+        Trainer(model, progress=False, log=None, **args).fit(x, y, np.int64(2))
+        results.append(model.params)
+    # the same run: np.float32(0.1) is the float 0.1 rounded to float32, so allow that much
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (lambda y: y + 0.5, r"y must hold integer class labels; y\[0\] is \d\.5"),
+        (lambda y: np.where(y == y[0], np.nan, y), r"y\[0\] is nan"),
+        (lambda y: y.astype(str), "integer class labels, got an array of dtype <U"),
+    ],
+)
+def test_labels_that_are_not_whole_numbers_are_config_errors(labels, message):
+    x, y = _blobs()
+    with pytest.raises(ConfigError, match=message):
+        Trainer(MLP((20, 16, 4)), progress=False, log=None).fit(x, labels(y), 1)
+    with pytest.raises(ConfigError, match="y_test must hold integer class labels"):
+        Trainer(MLP((20, 16, 4)), progress=False, log=None).fit(x, y, 1, X_test=x, y_test=labels(y))
+    # whole numbers stored as floats are labels
+    Trainer(MLP((20, 16, 4)), progress=False, log=None).fit(x, y.astype(np.float64), 1)
+
+
+@pytest.mark.parametrize(
+    "perms, message",
+    [
+        (lambda p: [p[:-1]], r"permutations\[0\] has 69 indices for 70 training rows"),
+        (lambda p: [np.concatenate([p[:-1], p[:1]])], r"permutations\[0\] is not a permutation: row \d+ appears 2 times"),
+        (lambda p: [p + 1], r"permutations\[0\] holds indices outside 0..69"),
+        (lambda p: [p.astype(np.float64)], r"permutations\[0\] must be a 1-D array of integer row indices"),
+        (lambda p: [p, p], "2 permutations given for 1 epochs"),
+        (lambda p: [], "0 permutations given for 1 epochs"),
+    ],
+)
+def test_permutations_are_checked_not_clipped_or_truncated(perms, message):
+    x, y = _blobs(n=70)
+    perm = np.random.default_rng(3).permutation(70)
+    model = MLP((20, 8, 4), seed=0)
+    before = model.params.copy()
+    with pytest.raises(ConfigError, match=message):
+        Trainer(model, batch_size=32, progress=False, log=None).fit(x, y, 1, permutations=perms(perm))
+    np.testing.assert_array_equal(model.params, before)  # refused before any step
+
+
+def test_repr_shows_the_settings():
+    trainer = Trainer(MLP((20, 16, 4)), optimizer="nesterov", lr=0.1, momentum=0.8, weight_decay=2e-4,
+                      batch_size=64, schedule="step", seed=5)
+    assert repr(trainer) == (
+        "Trainer(MLP(sizes=(20, 16, 4), activation='relu', init='he', dtype=float32, device='cpu', "
+        "loss='softmax'), optimizer='nesterov', lr=0.1, momentum=0.8, weight_decay=0.0002, batch_size=64, "
+        "schedule='step', seed=5, epochs_done=0)"
+    )
+    eager = Trainer(MLP((20, 4)), cuda_graph="off", graph_scope="epoch")
+    assert "cuda_graph='off', graph_scope='epoch', epochs_done=0)" in repr(eager)
 
 
 def test_zero_epochs_is_an_error():
