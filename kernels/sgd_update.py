@@ -53,10 +53,11 @@ def _step(p, g, v, i, lr, mu, nesterov, use_v):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _sgd_update_cpu(params, grads, velocity, rates, state, momentum, nesterov, n_decay):
+def _sgd_update_cpu(params, grads, velocity, rates, state, mu, nesterov, n_decay):
+    # mu arrives in the arrays' dtype (sgd_update_cpu casts it) and the rates are
+    # stored in it: no float64 math
     use_v = velocity.size > 0
     lr, wd = rates[state[0], 0], rates[state[0], 1]
-    mu = params.dtype.type(momentum)
     # Two loops rather than a branch on i < n_decay, so each one vectorises.
     for i in range(n_decay):
         _step(params, grads[i] + wd * params[i], velocity, i, lr, mu, nesterov, use_v)
@@ -86,4 +87,4 @@ def _sgd_update_cuda(params, grads, velocity, rates, state, momentum, nesterov, 
 
 def sgd_update_cpu(params, grads, velocity, rates, state, momentum, nesterov, n_decay):
     """In place on NumPy arrays (``velocity`` empty for plain SGD)."""
-    _sgd_update_cpu(params, grads, velocity, rates, state, momentum, nesterov, n_decay)
+    _sgd_update_cpu(params, grads, velocity, rates, state, params.dtype.type(momentum), bool(nesterov), n_decay)

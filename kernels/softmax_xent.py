@@ -49,25 +49,28 @@ def softmax_xent_reference(logits, labels):
     return row_loss, dlogits
 
 
-# No fastmath: it lets LLVM assume there is no NaN/inf, and this kernel both
-# starts its max from -inf and must pass NaN through for the divergence check.
+# No fastmath: it lets LLVM assume there is no NaN, and this kernel must pass
+# NaN through for the divergence check. Constants take the logits' dtype and the
+# row maximum starts from the row's first logit, not from a float64 -inf: float32
+# logits are then handled in float32 only.
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _softmax_xent_cpu(logits, labels, row_loss):
     b, c = logits.shape
-    inv_b = 1.0 / b
+    f = logits.dtype.type
+    inv_b = f(1) / f(b)
     for i in range(b):
         t = labels[i]
         if t < 0 or t >= c:
-            row_loss[i] = np.nan
+            row_loss[i] = f(np.nan)
             for j in range(c):
-                logits[i, j] = np.nan
+                logits[i, j] = f(np.nan)
             continue
         z_t = logits[i, t]
-        m = -np.inf
-        for j in range(c):
+        m = logits[i, 0]  # a NaN here stays in m, and reaches the loss through exp
+        for j in range(1, c):
             if logits[i, j] > m:
                 m = logits[i, j]
-        s = 0.0
+        s = f(0)
         for j in range(c):
             e = math.exp(logits[i, j] - m)
             logits[i, j] = e
