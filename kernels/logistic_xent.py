@@ -55,6 +55,15 @@ def logistic_xent_reference(logits, labels):
 # No fastmath: it would let LLVM assume there is no NaN, and NaN logits must
 # come out as a NaN loss for the divergence check. Constants take the logits'
 # dtype (f(1), not 1.0): a Python float would turn float32 math into float64.
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _loss_and_p_minus_t(z, t, zero, one):
+    """(loss, p - t) of one row, logit z and label t (0 or 1); zero and one in z's dtype.
+    Both kernels call it: the CPU loop per row, the CUDA kernel as a device function."""
+    e = math.exp(-abs(z))
+    p = one / (one + e) if z >= zero else e / (one + e)
+    return max(-z if t == 1 else z, zero) + math.log1p(e), (p - one if t == 1 else p)
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _logistic_xent_cpu(logits, labels, row_loss):
     b = logits.shape[0]
@@ -62,37 +71,28 @@ def _logistic_xent_cpu(logits, labels, row_loss):
     zero, one = f(0), f(1)
     inv_b = one / f(b)
     for i in range(b):
-        z = logits[i, 0]
         t = labels[i]
         if t != 0 and t != 1:
-            row_loss[i] = f(math.nan)
-            logits[i, 0] = f(math.nan)
+            row_loss[i] = logits[i, 0] = f(math.nan)
             continue
-        e = math.exp(-abs(z))
-        p = one / (one + e) if z >= zero else e / (one + e)
-        row_loss[i] = max(-z if t == 1 else z, zero) + math.log1p(e)
-        logits[i, 0] = (p - one if t == 1 else p) * inv_b
+        row_loss[i], g = _loss_and_p_minus_t(logits[i, 0], t, zero, one)
+        logits[i, 0] = g * inv_b
 
 
 @cuda.jit(cache=True)
 def _logistic_xent_cuda(logits, labels, row_loss):
-    # One thread per row; the same arithmetic as the CPU kernel.
+    # One thread per row.
     i = cuda.grid(1)
     b = logits.shape[0]
-    if i >= b:
-        return
-    f = logits.dtype.type
-    zero, one = f(0), f(1)
-    z = logits[i, 0]
-    t = labels[i]
-    if t != 0 and t != 1:
-        row_loss[i] = f(math.nan)
-        logits[i, 0] = f(math.nan)
-        return
-    e = math.exp(-abs(z))
-    p = one / (one + e) if z >= zero else e / (one + e)
-    row_loss[i] = max(-z if t == 1 else z, zero) + math.log1p(e)
-    logits[i, 0] = (p - one if t == 1 else p) * (one / f(b))
+    if i < b:
+        f = logits.dtype.type
+        t = labels[i]
+        if t != 0 and t != 1:
+            row_loss[i] = logits[i, 0] = f(math.nan)
+        else:
+            loss, g = _loss_and_p_minus_t(logits[i, 0], t, f(0), f(1))
+            row_loss[i] = loss
+            logits[i, 0] = g * (f(1) / f(b))
 
 
 def logistic_xent_cpu(logits, labels, row_loss):
