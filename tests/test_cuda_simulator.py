@@ -34,3 +34,5 @@ def test_cuda_kernels_pass_under_the_simulator(record_property):
     assert proc.returncode == 0, f"simulator run failed: {summary}"
     assert passed and int(passed.group(1)) >= 80, f"too few simulator tests ran: {summary}"
     assert "skipped" not in summary, f"simulator tests were skipped: {summary}"
+    for name in CUDA_TEST_FILES:
+        assert any(r.startswith(f"tests/{name}::") for r in ran), f"no simulator test of {name} passed: {summary}"
