@@ -26,7 +26,6 @@ import pytest
 from fastmlp import kernels
 from fastmlp.kernels import (
     adam_update,
-    advance,
     backward_input,
     bias_act_forward,
     gather_batch,
