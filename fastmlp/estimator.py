@@ -183,6 +183,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         max_fun=15000,
         device=None,
         dtype="float32",
+        cuda_graph="auto",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -209,6 +210,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
+        self.cuda_graph = cuda_graph
 
     # ------------------------------------------------------------------ public API
 
@@ -637,7 +639,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         trainer = self._trainer
         if trainer is None or trainer.batch_size != batch:
             trainer = Trainer(self._model, optimizer="sgd", lr=self.learning_rate_init, momentum=0.0,
-                              batch_size=batch, schedule="constant", seed=0, progress=False, log=None)
+                              batch_size=batch, schedule="constant", seed=0, progress=False, log=None,
+                              cuda_graph=self.cuda_graph)
             self._trainer = trainer
         trainer.optimizer = self._optimizer
         return trainer, batch

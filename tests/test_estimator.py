@@ -682,3 +682,13 @@ def test_mnist_accuracy_matches_sklearn(mnist):
     assert acc_theirs > 0.9
     assert abs(acc_ours - acc_theirs) <= 0.005
     assert ours.n_iter_ == theirs.n_iter_ == 5
+
+
+@pytest.mark.parametrize("value, match", [("sometimes", "cuda_graph must be one of"), ("on", "needs a CUDA device")])
+def test_cuda_graph_option_is_checked_at_fit(value, match):
+    from fastmlp import MLPClassifier
+
+    X, y = np.random.default_rng(0).standard_normal((20, 3)), np.arange(20) % 2
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier((4,), max_iter=1, cuda_graph=value, device="cpu").fit(X, y)
+    assert MLPClassifier((4,), max_iter=1, cuda_graph="auto", device="cpu").fit(X, y).n_iter_ == 1
