@@ -1,0 +1,115 @@
+"""Downloading files into a folder, checked by SHA-256, from the first mirror that serves them."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import pathlib
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+
+from .errors import DataError
+from .formats import _one_line
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+# Far above the largest file (~26 MB); stops a misbehaving server early.
+_MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
+
+
+def fetch_files(name: str, dest_dir, mirrors: Sequence[str], checksums: Mapping[str, str],
+                timeout: float = 30.0) -> pathlib.Path:
+    """Download each file of ``checksums`` (file name -> SHA-256 hex) missing from
+    ``dest_dir`` from the first of ``mirrors`` (base URLs) that serves it intact.
+
+    Files already in ``dest_dir`` are kept as they are. Each missing file is
+    streamed to a ``.part`` temp file in ``dest_dir``, hashed on the way, and
+    moved to its final name only if the hash matches; otherwise the next
+    mirror is tried. Nothing partial is ever left behind. Returns
+    ``dest_dir`` as a Path; raises ``DataError`` if every mirror fails for a
+    file. ``name`` only labels the progress lines.
+    """
+    dest = pathlib.Path(dest_dir).expanduser()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"cannot create download folder {dest} ({_one_line(e)}); set FASTMLP_CACHE_DIR to a "
+            "writable folder, or pass --data-dir / set FASTMLP_DATA_DIR to a folder with the files"
+        ) from None
+    for filename, sha256 in checksums.items():
+        final = dest / filename
+        if final.exists():
+            continue
+        print(f"fastmlp: downloading {name} {filename} to {dest}", file=sys.stderr, flush=True)
+        reasons = []
+        for base in mirrors:
+            url = (base if base.endswith("/") else base + "/") + filename
+            reason = _fetch(url, sha256.lower(), final, timeout)
+            if reason is None:
+                break
+            reasons.append(f"{url}: {reason}")
+        else:
+            raise DataError(
+                f"could not download {filename} (expected sha256 {sha256}): "
+                + ("; ".join(reasons) or "no mirrors given")
+                + ". On a machine without internet, copy the files into a folder and pass "
+                "--data-dir or set FASTMLP_DATA_DIR"
+            )
+    return dest
+
+
+def _fetch(url: str, sha256: str, final: pathlib.Path, timeout: float) -> str | None:
+    """Download ``url`` to ``final`` if its SHA-256 matches.
+
+    Returns None on success, else a short reason why this mirror failed.
+    """
+    tmp = None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            with tempfile.NamedTemporaryFile(
+                dir=final.parent, prefix=final.name + ".", suffix=".part", delete=False
+            ) as f:
+                tmp = f.name
+                digest = hashlib.sha256()
+                # BufferedReader.read(2) blocks until 2 bytes or end of body.
+                head = resp.read(2)
+                if head != _GZIP_MAGIC:
+                    if not head:
+                        return "empty response"
+                    if head.lstrip()[:1] == b"<":
+                        return "got an HTML page, not a gzip file"
+                    return f"not a gzip file (starts with {head.hex()})"
+                digest.update(head)
+                f.write(head)
+                total = len(head)
+                while chunk := resp.read(1 << 20):
+                    total += len(chunk)
+                    if total > _MAX_DOWNLOAD_BYTES:
+                        return f"response larger than {_MAX_DOWNLOAD_BYTES} bytes"
+                    digest.update(chunk)
+                    f.write(chunk)
+        got = digest.hexdigest()
+        if got != sha256:
+            return f"sha256 mismatch (got {got[:16]}...)"
+        os.replace(tmp, final)
+        tmp = None
+        return None
+    except urllib.error.HTTPError as e:
+        return f"HTTP {e.code} {e.reason}"
+    except urllib.error.URLError as e:
+        return _one_line(e.reason)
+    except TimeoutError:
+        return f"timed out after {timeout:g} s"
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        return f"{type(e).__name__}: {_one_line(e)}"
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,289 @@
+"""The file formats of MNIST-style data: IDX (raw or gzipped) and Kaggle-style CSV.
+
+Everything that can go wrong with a file raises
+:class:`~fastmlp.errors.DataError` with a one-line message that names the
+file, says what is wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import pathlib
+import tempfile
+import warnings
+import zlib
+
+import numpy as np
+
+from .errors import DataError
+
+__all__ = ["read_idx", "write_idx", "read_csv", "csv_header"]
+
+_REFETCH = "re-download it or delete it so fastmlp fetches a fresh copy"
+
+# --------------------------------------------------------------------------
+# IDX files
+# --------------------------------------------------------------------------
+
+# IDX type code -> dtype as stored (big-endian).
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_IDX_CODES = {(dt.kind, dt.itemsize): code for code, dt in _IDX_DTYPES.items()}
+_IDX_MAX_NDIM = 4
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _read_payload(path: pathlib.Path) -> bytearray:
+    """Return the file's bytes, decompressed if they start with the gzip magic.
+
+    A ``bytearray`` is returned so that arrays built on it are writable
+    without another copy.
+    """
+    try:
+        with open(path, "rb") as f:
+            is_gzip = f.read(2) == _GZIP_MAGIC
+            f.seek(0)
+            if not is_gzip:
+                buf = bytearray(os.fstat(f.fileno()).st_size)
+                n = f.readinto(buf)
+                del buf[n:]
+                return buf
+            buf = bytearray()
+            try:
+                with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+                    while chunk := gz.read(1 << 20):
+                        buf += chunk
+            except (OSError, EOFError, zlib.error) as e:
+                raise DataError(
+                    f"{path}: corrupt gzip data ({_one_line(e)}); {_REFETCH}"
+                ) from None
+            return buf
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; check the path or let fastmlp download the data") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected an IDX file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied; make the file readable") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read file ({_one_line(e)})") from None
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (raw or gzipped) into a native-endian array.
+
+    Gzip is recognised by the file's first two bytes, not by its name. The
+    result has the shape stored in the header, e.g. ``(60000, 28, 28)`` uint8
+    for MNIST images or ``(60000,)`` uint8 for labels. Raises ``DataError`` if
+    the file is missing, not IDX, truncated or has trailing bytes.
+    """
+    path = pathlib.Path(path)
+    buf = _read_payload(path)
+    size = len(buf)
+    if size < 4:
+        raise DataError(
+            f"{path}: truncated IDX header ({size} bytes, need at least 4); {_REFETCH}"
+        )
+    if buf[0] != 0 or buf[1] != 0:
+        raise DataError(
+            f"{path}: not an IDX file (magic bytes are {bytes(buf[:2]).hex()}, expected 0000); "
+            "check that this is the right file"
+        )
+    code, ndim = buf[2], buf[3]
+    if code not in _IDX_DTYPES:
+        raise DataError(
+            f"{path}: unknown IDX data type code 0x{code:02x} "
+            "(expected one of 08, 09, 0b, 0c, 0d, 0e); check that this is the right file"
+        )
+    if not 1 <= ndim <= _IDX_MAX_NDIM:
+        raise DataError(
+            f"{path}: unsupported IDX dimension count {ndim} (expected 1 to {_IDX_MAX_NDIM}); "
+            "check that this is the right file"
+        )
+    header = 4 + 4 * ndim
+    if size < header:
+        raise DataError(
+            f"{path}: truncated IDX header ({size} bytes, need {header} for {ndim} dimensions); "
+            f"{_REFETCH}"
+        )
+    dims = tuple(int.from_bytes(buf[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = _IDX_DTYPES[code]
+    # Python ints cannot overflow, so an absurd header is caught here, before
+    # anything of that size is allocated.
+    count = math.prod(dims)
+    expected = count * dtype.itemsize
+    found = size - header
+    if found < expected:
+        shape = "x".join(map(str, dims))
+        raise DataError(
+            f"{path}: truncated IDX file: header says {expected} bytes of data "
+            f"(shape {shape}, {dtype.itemsize}-byte items), found {found}; {_REFETCH}"
+        )
+    if found > expected:
+        raise DataError(
+            f"{path}: IDX file has {found - expected} trailing bytes after the "
+            f"{expected} bytes its header describes; {_REFETCH}"
+        )
+    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=header)
+    # For single-byte types this is a no-copy view of the (writable) buffer.
+    arr = arr.astype(dtype.newbyteorder("="), copy=False)
+    return arr.reshape(dims)
+
+
+def write_idx(path, array) -> None:
+    """Write ``array`` as an IDX file; gzipped if ``path`` ends with ``.gz``.
+
+    Supported dtypes: uint8, int8, int16, int32, float32, float64, with 1 to
+    4 dimensions. The file is written to a temporary name next to ``path``
+    and moved into place, so readers never see a half-written file.
+    """
+    path = pathlib.Path(path)
+    arr = np.asarray(array)
+    code = _IDX_CODES.get((arr.dtype.kind, arr.dtype.itemsize))
+    if code is None or arr.dtype.kind == "b":
+        raise TypeError(f"write_idx: IDX cannot store dtype {arr.dtype}")
+    if not 1 <= arr.ndim <= _IDX_MAX_NDIM:
+        raise ValueError(f"write_idx: IDX needs 1 to {_IDX_MAX_NDIM} dimensions, got {arr.ndim}")
+    if any(d >= 2**32 for d in arr.shape):
+        raise ValueError(f"write_idx: dimension too large for IDX: {arr.shape}")
+    header = bytes([0, 0, code, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    body = np.ascontiguousarray(arr, dtype=_IDX_DTYPES[code]).tobytes()
+
+    tmp = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False
+        ) as f:
+            tmp = f.name
+            if path.name.endswith(".gz"):
+                # filename="" and mtime=0 make the output reproducible.
+                with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+                    gz.write(header)
+                    gz.write(body)
+            else:
+                f.write(header)
+                f.write(body)
+        os.replace(tmp, path)
+        tmp = None
+    finally:
+        if tmp is not None:
+            os.unlink(tmp)
+
+
+# --------------------------------------------------------------------------
+# Kaggle-style CSV
+# --------------------------------------------------------------------------
+
+
+def csv_header(path: pathlib.Path) -> list[str]:
+    """Return the column names of a CSV file's first line (lower-cased)."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            line = f.readline()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read CSV file ({_one_line(e)})") from None
+    if not line.strip():
+        raise DataError(f"{path}: empty CSV file; expected a header row with a 'label' column")
+    return [c.strip().strip('"').strip().lower() for c in line.split(",")]
+
+
+def read_csv(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a Kaggle-style CSV: a header row, then one image per row.
+
+    One column must be called ``label``; every other column is a pixel value
+    in 0..255. Returns ``(x, y)`` with ``x`` uint8 of shape
+    ``(n, n_pixel_columns)`` and ``y`` int64 of shape ``(n,)`` (labels as
+    written, which must be non-negative integers).
+    """
+    path = pathlib.Path(path)
+    names = csv_header(path)
+    if "label" not in names:
+        raise DataError(
+            f"{path}: CSV header has no 'label' column (found {_preview(names)}); "
+            "expected the Kaggle layout: label,pixel0,...,pixel783"
+        )
+    if names.count("label") > 1:
+        raise DataError(f"{path}: CSV header has more than one 'label' column")
+    if len(names) < 2:
+        raise DataError(f"{path}: CSV header has a 'label' column but no pixel columns")
+    label_col = names.index("label")
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            f.readline()
+            with warnings.catch_warnings():
+                # Header-only files are reported below in our own words.
+                warnings.simplefilter("ignore", UserWarning)
+                table = np.loadtxt(f, delimiter=",", dtype=np.int32, ndmin=2)
+    except (ValueError, OverflowError) as e:
+        _diagnose_csv(path, names)
+        raise DataError(f"{path}: malformed CSV ({_one_line(e)})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read CSV file ({_one_line(e)})") from None
+
+    if table.shape[0] == 0:
+        raise DataError(f"{path}: CSV file has a header but no data rows")
+    if table.shape[1] != len(names):
+        _diagnose_csv(path, names)
+        raise DataError(f"{path}: rows have {table.shape[1]} values but the header has {len(names)} columns")
+    labels = table[:, label_col]
+    pixels = np.delete(table, label_col, axis=1)
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0:
+        _diagnose_csv(path, names)
+        raise DataError(f"{path}: pixel values must be in 0..255 and labels non-negative")
+    return pixels.astype(np.uint8), labels.astype(np.int64)
+
+
+def _diagnose_csv(path: pathlib.Path, names: list[str]) -> None:
+    """Find the first bad cell or row of a CSV and raise a precise DataError.
+
+    Slow (pure Python), so only used once the fast parse has failed.
+    Returns normally if it finds nothing wrong.
+    """
+    label_col = names.index("label")
+    with open(path, encoding="utf-8-sig") as f:
+        f.readline()
+        for lineno, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            cells = line.rstrip("\r\n").split(",")
+            if len(cells) != len(names):
+                raise DataError(
+                    f"{path}: line {lineno} has {len(cells)} values but the header has "
+                    f"{len(names)} columns; every row needs one value per column"
+                )
+            for col, cell in enumerate(cells):
+                text = cell.strip()
+                try:
+                    value = int(text)
+                except ValueError:
+                    raise DataError(
+                        f"{path}: line {lineno}, column '{names[col]}': {text[:20]!r} is not an integer"
+                    ) from None
+                if col == label_col and value < 0:
+                    raise DataError(f"{path}: line {lineno}: negative label {value}")
+                if col != label_col and not 0 <= value <= 255:
+                    raise DataError(
+                        f"{path}: line {lineno}, column '{names[col]}': pixel value {value} "
+                        "is outside 0..255"
+                    )
+
+
+
+def _one_line(obj) -> str:
+    """``str(obj)`` squeezed onto one line (messages must be one line)."""
+    return " ".join(str(obj).split())
+
+
+def _preview(names: list[str], limit: int = 4) -> str:
+    shown = ",".join(names[:limit])
+    return shown + (",..." if len(names) > limit else "")
