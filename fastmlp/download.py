@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import pathlib
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 
 from .errors import DataError
+from .files import atomic_write
 from .formats import _one_line
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -27,7 +26,7 @@ def fetch_files(name: str, dest_dir, mirrors: Sequence[str], checksums: Mapping[
     ``dest_dir`` from the first of ``mirrors`` (base URLs) that serves it intact.
 
     Files already in ``dest_dir`` are kept as they are. Each missing file is
-    streamed to a ``.part`` temp file in ``dest_dir``, hashed on the way, and
+    streamed to a hidden temp file in ``dest_dir``, hashed on the way, and
     moved to its final name only if the hash matches; otherwise the next
     mirror is tried. Nothing partial is ever left behind. Returns
     ``dest_dir`` as a Path; raises ``DataError`` if every mirror fails for a
@@ -63,53 +62,64 @@ def fetch_files(name: str, dest_dir, mirrors: Sequence[str], checksums: Mapping[
     return dest
 
 
+class _MirrorFailed(Exception):
+    """This mirror did not give the file; the message says why."""
+
+
 def _fetch(url: str, sha256: str, final: pathlib.Path, timeout: float) -> str | None:
-    """Download ``url`` to ``final`` if its SHA-256 matches.
+    """Download ``url`` to ``final`` (atomically) if its SHA-256 matches.
 
     Returns None on success, else a short reason why this mirror failed.
     """
-    tmp = None
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            with tempfile.NamedTemporaryFile(
-                dir=final.parent, prefix=final.name + ".", suffix=".part", delete=False
-            ) as f:
-                tmp = f.name
-                digest = hashlib.sha256()
-                # BufferedReader.read(2) blocks until 2 bytes or end of body.
-                head = resp.read(2)
-                if head != _GZIP_MAGIC:
-                    if not head:
-                        return "empty response"
-                    if head.lstrip()[:1] == b"<":
-                        return "got an HTML page, not a gzip file"
-                    return f"not a gzip file (starts with {head.hex()})"
-                digest.update(head)
-                f.write(head)
-                total = len(head)
-                while chunk := resp.read(1 << 20):
-                    total += len(chunk)
-                    if total > _MAX_DOWNLOAD_BYTES:
-                        return f"response larger than {_MAX_DOWNLOAD_BYTES} bytes"
-                    digest.update(chunk)
-                    f.write(chunk)
-        got = digest.hexdigest()
-        if got != sha256:
-            return f"sha256 mismatch (got {got[:16]}...)"
-        os.replace(tmp, final)
-        tmp = None
+            atomic_write(final, lambda f: _stream(resp, f, sha256, timeout))
         return None
+    except _MirrorFailed as e:
+        return str(e)
     except urllib.error.HTTPError as e:
         return f"HTTP {e.code} {e.reason}"
     except urllib.error.URLError as e:
         return _one_line(e.reason)
-    except TimeoutError:
-        return f"timed out after {timeout:g} s"
     except (OSError, ValueError, http.client.HTTPException) as e:
-        return f"{type(e).__name__}: {_one_line(e)}"
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+        return _reason(e, timeout)
+
+
+def _reason(e: Exception, timeout: float) -> str:
+    if isinstance(e, TimeoutError):
+        return f"timed out after {timeout:g} s"
+    return f"{type(e).__name__}: {_one_line(e)}"
+
+
+def _stream(resp, f, sha256: str, timeout: float) -> None:
+    """Copy the body of ``resp`` into ``f``, checking it on the way; a _MirrorFailed
+    says why the body is not the file (network errors included, so that only a
+    failure to write ``f`` is an OSError)."""
+
+    def read(n):
+        try:
+            return resp.read(n)
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            raise _MirrorFailed(_reason(e, timeout)) from None
+
+    digest = hashlib.sha256()
+    # BufferedReader.read(2) blocks until 2 bytes or end of body.
+    head = read(2)
+    if head != _GZIP_MAGIC:
+        if not head:
+            raise _MirrorFailed("empty response")
+        if head.lstrip()[:1] == b"<":
+            raise _MirrorFailed("got an HTML page, not a gzip file")
+        raise _MirrorFailed(f"not a gzip file (starts with {head.hex()})")
+    digest.update(head)
+    f.write(head)
+    total = len(head)
+    while chunk := read(1 << 20):
+        total += len(chunk)
+        if total > _MAX_DOWNLOAD_BYTES:
+            raise _MirrorFailed(f"response larger than {_MAX_DOWNLOAD_BYTES} bytes")
+        digest.update(chunk)
+        f.write(chunk)
+    got = digest.hexdigest()
+    if got != sha256:
+        raise _MirrorFailed(f"sha256 mismatch (got {got[:16]}...)")

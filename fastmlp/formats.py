@@ -11,13 +11,13 @@ import gzip
 import math
 import os
 import pathlib
-import tempfile
 import warnings
 import zlib
 
 import numpy as np
 
 from .errors import DataError
+from .files import atomic_write
 
 __all__ = ["read_idx", "write_idx", "read_csv", "csv_header"]
 
@@ -156,25 +156,18 @@ def write_idx(path, array) -> None:
     header = bytes([0, 0, code, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
     body = np.ascontiguousarray(arr, dtype=_IDX_DTYPES[code]).tobytes()
 
-    tmp = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False
-        ) as f:
-            tmp = f.name
-            if path.name.endswith(".gz"):
-                # filename="" and mtime=0 make the output reproducible.
-                with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
-                    gz.write(header)
-                    gz.write(body)
-            else:
-                f.write(header)
-                f.write(body)
-        os.replace(tmp, path)
-        tmp = None
-    finally:
-        if tmp is not None:
-            os.unlink(tmp)
+
+    def write(f):
+        if path.name.endswith(".gz"):
+            # filename="" and mtime=0 make the output reproducible.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+                gz.write(header)
+                gz.write(body)
+        else:
+            f.write(header)
+            f.write(body)
+
+    atomic_write(path, write)
 
 
 # --------------------------------------------------------------------------

@@ -9,51 +9,16 @@ fsync, rename), so an interrupted save never leaves a half-written model.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, FastMLPError
+from .errors import DataError
+from .files import atomic_write
 
 FORMAT = "fastmlp-model"
 VERSION = 1
-
-
-def atomic_write(path, write):
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename it
-    over ``path``. On any error the temp file is removed and ``path`` is untouched."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise FastMLPError(f"cannot write {path}: {exc.strerror or exc}; choose a writable output folder") from None
-    try:
-        # mkstemp makes the file 0600; give it the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink(tmp)
-        raise FastMLPError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _unlink(p):
-    try:
-        os.unlink(p)
-    except OSError:
-        pass
 
 
 def model_arrays(model, class_names=None, extra_meta=None):
