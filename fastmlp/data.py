@@ -353,6 +353,11 @@ def _read_idx_pair(images_path, labels_path, n_classes: int) -> tuple[np.ndarray
             f"{labels_path}: holds {len(y)} labels but {images_path} holds {len(x)} images; "
             "the files do not belong together"
         )
+    if x.size == 0:
+        raise DataError(
+            f"{images_path}: holds no pixels (shape {'x'.join(map(str, x.shape))}); "
+            "a training or test set needs at least one image; check that this is the right file"
+        )
     if len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise DataError(
             f"{labels_path}: labels range from {y.min()} to {y.max()}, expected 0..{n_classes - 1}"

@@ -106,7 +106,7 @@ def open_regular(path, what="file"):
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = next((name for test, name in _KINDS.items() if test(mode)), "not a regular file")
-        raise DataError(f"{path}: is {kind}, not a regular {what}; point fastmlp at the {what} itself")
+        raise DataError(f"{path}: is {kind}, not a regular file; point fastmlp at the {what} itself")
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return os.fdopen(fd, "rb")
 

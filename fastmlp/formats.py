@@ -8,6 +8,7 @@ file, says what is wrong and what to do about it.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import pathlib
@@ -17,7 +18,7 @@ import zlib
 import numpy as np
 
 from .errors import DataError
-from .files import atomic_write
+from .files import atomic_write, open_regular
 
 __all__ = ["read_idx", "write_idx", "read_csv", "csv_header"]
 
@@ -41,62 +42,65 @@ _IDX_MAX_NDIM = 4
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_payload(path: pathlib.Path) -> bytearray:
-    """Return the file's bytes, decompressed if they start with the gzip magic.
-
-    A ``bytearray`` is returned so that arrays built on it are writable
-    without another copy.
-    """
-    try:
-        with open(path, "rb") as f:
-            is_gzip = f.read(2) == _GZIP_MAGIC
-            f.seek(0)
-            if not is_gzip:
-                buf = bytearray(os.fstat(f.fileno()).st_size)
-                n = f.readinto(buf)
-                del buf[n:]
-                return buf
-            buf = bytearray()
-            try:
-                with gzip.GzipFile(fileobj=f, mode="rb") as gz:
-                    while chunk := gz.read(1 << 20):
-                        buf += chunk
-            except (OSError, EOFError, zlib.error) as e:
-                raise DataError(
-                    f"{path}: corrupt gzip data ({_one_line(e)}); {_REFETCH}"
-                ) from None
-            return buf
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; check the path or let fastmlp download the data") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected an IDX file") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied; make the file readable") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read file ({_one_line(e)})") from None
+# Far above MNIST's largest file (47 MB of images), far below what would strain
+# memory: a header that claims more is refused before anything is allocated.
+MAX_IDX_BYTES = 256 << 20
+# Deflate expands data at most about 1032 times, so a gzip file of n bytes can
+# hold at most this many times n bytes.
+_GZIP_MAX_RATIO = 1032
+# How many trailing bytes are counted (and thrown away) before giving up counting.
+_TRAILING_COUNT_LIMIT = 16 << 20
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file (raw or gzipped) into a native-endian array.
 
     Gzip is recognised by the file's first two bytes, not by its name. The
     result has the shape stored in the header, e.g. ``(60000, 28, 28)`` uint8
     for MNIST images or ``(60000,)`` uint8 for labels. Raises ``DataError`` if
-    the file is missing, not IDX, truncated or has trailing bytes.
+    the file is missing, not a regular file, not IDX, truncated or has trailing
+    bytes.
+
+    The header is checked before the body is read: its size must fit the file
+    (for gzip, what the compressed size can hold) and ``max_bytes``; only then is
+    the array allocated, and the body is read into it in chunks. So memory never
+    exceeds what a genuine file of that header needs, whatever the file holds.
     """
     path = pathlib.Path(path)
-    buf = _read_payload(path)
-    size = len(buf)
-    if size < 4:
+    with open_regular(path, "file") as f:
+        size = os.fstat(f.fileno()).st_size
+        is_gzip = f.read(2) == _GZIP_MAGIC
+        f.seek(0)
+        if not is_gzip:
+            return _read_idx_stream(f, path, size, max_bytes, raw_size=size)
+        try:
+            with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+                return _read_idx_stream(gz, path, size * _GZIP_MAX_RATIO, max_bytes)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: corrupt gzip data ({_one_line(e)}); {_REFETCH}") from None
+
+
+def _read_exact(stream, n: int) -> bytes:
+    """Up to ``n`` bytes: fewer only at the end of the stream."""
+    parts, got = [], 0
+    while got < n and (chunk := stream.read(min(n - got, 1 << 20))):
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _read_idx_stream(stream, path: pathlib.Path, can_hold: int, max_bytes: int, raw_size=None) -> np.ndarray:
+    """Parse the IDX stream (decompressed if need be) whose payload can be at most
+    ``can_hold`` bytes; ``raw_size`` is the exact size of an uncompressed file."""
+    head = _read_exact(stream, 4)
+    if len(head) < 4:
+        raise DataError(f"{path}: truncated IDX header ({len(head)} bytes, need at least 4); {_REFETCH}")
+    if head[0] != 0 or head[1] != 0:
         raise DataError(
-            f"{path}: truncated IDX header ({size} bytes, need at least 4); {_REFETCH}"
-        )
-    if buf[0] != 0 or buf[1] != 0:
-        raise DataError(
-            f"{path}: not an IDX file (magic bytes are {bytes(buf[:2]).hex()}, expected 0000); "
+            f"{path}: not an IDX file (magic bytes are {head[:2].hex()}, expected 0000); "
             "check that this is the right file"
         )
-    code, ndim = buf[2], buf[3]
+    code, ndim = head[2], head[3]
     if code not in _IDX_DTYPES:
         raise DataError(
             f"{path}: unknown IDX data type code 0x{code:02x} "
@@ -108,33 +112,63 @@ def read_idx(path) -> np.ndarray:
             "check that this is the right file"
         )
     header = 4 + 4 * ndim
-    if size < header:
+    raw_dims = _read_exact(stream, 4 * ndim)
+    if len(raw_dims) < 4 * ndim:
         raise DataError(
-            f"{path}: truncated IDX header ({size} bytes, need {header} for {ndim} dimensions); "
+            f"{path}: truncated IDX header ({4 + len(raw_dims)} bytes, need {header} for {ndim} dimensions); "
             f"{_REFETCH}"
         )
-    dims = tuple(int.from_bytes(buf[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
     dtype = _IDX_DTYPES[code]
     # Python ints cannot overflow, so an absurd header is caught here, before
     # anything of that size is allocated.
     count = math.prod(dims)
     expected = count * dtype.itemsize
-    found = size - header
-    if found < expected:
-        shape = "x".join(map(str, dims))
-        raise DataError(
+    shape = "x".join(map(str, dims))
+
+    def truncated(found):
+        return DataError(
             f"{path}: truncated IDX file: header says {expected} bytes of data "
             f"(shape {shape}, {dtype.itemsize}-byte items), found {found}; {_REFETCH}"
         )
-    if found > expected:
-        raise DataError(
-            f"{path}: IDX file has {found - expected} trailing bytes after the "
-            f"{expected} bytes its header describes; {_REFETCH}"
+
+    def trailing(n):
+        return DataError(
+            f"{path}: IDX file has {n} trailing bytes after the {expected} bytes its header describes; {_REFETCH}"
         )
-    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=header)
-    # For single-byte types this is a no-copy view of the (writable) buffer.
-    arr = arr.astype(dtype.newbyteorder("="), copy=False)
-    return arr.reshape(dims)
+
+    if raw_size is not None:
+        found = raw_size - header
+        if found < expected:
+            raise truncated(found)
+        if found > expected:
+            raise trailing(found - expected)
+    elif expected > can_hold - header:
+        raise DataError(
+            f"{path}: truncated IDX file: header says {expected} bytes of data (shape {shape}), "
+            f"more than a {can_hold // _GZIP_MAX_RATIO}-byte gzip file can hold; {_REFETCH}"
+        )
+    if expected > max_bytes:
+        raise DataError(
+            f"{path}: IDX header says {expected} bytes of data (shape {shape}), more than the "
+            f"{max_bytes >> 20} MiB fastmlp reads from one file; check that this is the right file"
+        )
+    arr = np.empty(dims, dtype=dtype)
+    body = memoryview(arr.reshape(-1).view(np.uint8))
+    got = 0
+    while got < expected and (chunk := stream.read(min(expected - got, 1 << 20))):
+        body[got: got + len(chunk)] = chunk
+        got += len(chunk)
+    if got < expected:
+        raise truncated(got)
+    extra = 0
+    while extra <= _TRAILING_COUNT_LIMIT and (chunk := stream.read(1 << 20)):
+        extra += len(chunk)
+    if extra > _TRAILING_COUNT_LIMIT:
+        raise trailing(f"more than {_TRAILING_COUNT_LIMIT}")
+    if extra:
+        raise trailing(extra)
+    return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
 def write_idx(path, array) -> None:
@@ -175,15 +209,41 @@ def write_idx(path, array) -> None:
 # --------------------------------------------------------------------------
 
 
+# Kaggle's MNIST train.csv is 76 MB; its header line 4 KB.
+MAX_CSV_BYTES = 1 << 30
+_MAX_CSV_HEADER = 1 << 20
+
+
+def _open_csv(path: pathlib.Path) -> io.TextIOWrapper:
+    """The CSV file as text, if it is a regular file of at most MAX_CSV_BYTES."""
+    f = open_regular(path, "CSV file")
+    size = os.fstat(f.fileno()).st_size
+    if size > MAX_CSV_BYTES:
+        f.close()
+        raise DataError(
+            f"{path}: {size} bytes, more than the {MAX_CSV_BYTES >> 20} MiB fastmlp reads from a CSV file; "
+            "convert it to IDX files"
+        )
+    return io.TextIOWrapper(f, encoding="utf-8-sig")
+
+
+def _not_utf8(path, lineno, e: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"{path}: line {lineno} is not UTF-8 text (byte 0x{e.object[e.start]:02x}: {e.reason}); save the file as UTF-8"
+    )
+
+
 def csv_header(path: pathlib.Path) -> list[str]:
     """Return the column names of a CSV file's first line (lower-cased)."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            line = f.readline()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read CSV file ({_one_line(e)})") from None
+    with _open_csv(path) as f:
+        try:
+            line = f.readline(_MAX_CSV_HEADER + 1)
+        except UnicodeDecodeError as e:
+            raise _not_utf8(path, 1, e) from None
+        except OSError as e:
+            raise DataError(f"{path}: cannot read CSV file ({_one_line(e)})") from None
+    if len(line) > _MAX_CSV_HEADER:
+        raise DataError(f"{path}: the first line is longer than {_MAX_CSV_HEADER >> 20} MiB; expected a CSV header row")
     if not line.strip():
         raise DataError(f"{path}: empty CSV file; expected a header row with a 'label' column")
     return [c.strip().strip('"').strip().lower() for c in line.split(",")]
@@ -211,16 +271,16 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray]:
     label_col = names.index("label")
 
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        with _open_csv(path) as f:
             f.readline()
             with warnings.catch_warnings():
                 # Header-only files are reported below in our own words.
                 warnings.simplefilter("ignore", UserWarning)
                 table = np.loadtxt(f, delimiter=",", dtype=np.int32, ndmin=2)
-    except (ValueError, OverflowError) as e:
+    except (ValueError, OverflowError) as e:  # UnicodeDecodeError included
         _diagnose_csv(path, names)
         raise DataError(f"{path}: malformed CSV ({_one_line(e)})") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise DataError(f"{path}: cannot read CSV file ({_one_line(e)})") from None
 
     if table.shape[0] == 0:
@@ -243,9 +303,13 @@ def _diagnose_csv(path: pathlib.Path, names: list[str]) -> None:
     Returns normally if it finds nothing wrong.
     """
     label_col = names.index("label")
-    with open(path, encoding="utf-8-sig") as f:
+    with open_regular(path, "CSV file") as f:  # bytes, so that a line that is not UTF-8 can be named
         f.readline()
-        for lineno, line in enumerate(f, start=2):
+        for lineno, raw in enumerate(f, start=2):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(path, lineno, e) from None
             if not line.strip():
                 continue
             cells = line.rstrip("\r\n").split(",")
