@@ -21,12 +21,14 @@ import math
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .download import fetch_files
 from .errors import DataError
+from .files import sha256_file
 from .formats import csv_header, read_csv, read_idx, write_idx
 
 __all__ = [
@@ -57,6 +59,8 @@ _IDX_FILES = {
 #:
 #: ``files``        role -> file name of the gzipped IDX file
 #: ``sha256``       file name -> SHA-256 (hex) of the ``.gz`` file
+#: ``content_sha256`` file name (without ``.gz``) -> SHA-256 of the IDX content,
+#:                  so that local copies, gzipped or raw, are recognised
 #: ``mirrors``      base URLs tried in order by :func:`download`
 #: ``class_names``  one name per label value, in label order
 #: ``system_dirs``  folders where a distribution package may have put the files
@@ -68,6 +72,12 @@ DATASETS: dict[str, dict] = {
             "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
             "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
             "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        },
+        "content_sha256": {
+            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
         },
         "mirrors": [
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -83,6 +93,12 @@ DATASETS: dict[str, dict] = {
             "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
             "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
             "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+        },
+        "content_sha256": {
+            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
         },
         "mirrors": [
             # An S3 *website* endpoint: it only speaks plain http.
@@ -109,6 +125,10 @@ class Dataset:
     ``float32`` in ``[0, 1]`` when normalised, else ``uint8``. Labels are
     ``int64`` of shape ``(n,)`` holding class indices, or ``float32`` of shape
     ``(n, n_classes)`` when one-hot encoded.
+
+    ``location`` is where the files were found (an absolute path to pass as
+    ``data_dir`` to find them again) and ``files`` maps each file read to the
+    SHA-256 of its content (decompressed for IDX): a fingerprint of the data.
     """
 
     name: str
@@ -118,6 +138,8 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple
     source: str
+    location: str | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:
@@ -299,8 +321,10 @@ def load_dataset(name: str = "mnist", data_dir=None, normalize: bool = True, fla
     idx = None if place.is_file() or name == _CSV_NAME else _idx_files(place)
     if idx is not None:
         class_names = tuple(DATASETS[name]["class_names"])
-        x_train, y_train = _read_idx_pair(idx["train_images"], idx["train_labels"], len(class_names))
-        x_test, y_test = _read_idx_pair(idx["test_images"], idx["test_labels"], len(class_names))
+        files = {}
+        x_train, y_train = _read_idx_pair(idx["train_images"], idx["train_labels"], len(class_names), files)
+        x_test, y_test = _read_idx_pair(idx["test_images"], idx["test_labels"], len(class_names), files)
+        _check_identity(name, idx, files)
         if x_train.shape[1:] != x_test.shape[1:]:
             raise DataError(
                 f"{place}: train images are {x_train.shape[1:]} but test images are "
@@ -308,13 +332,14 @@ def load_dataset(name: str = "mnist", data_dir=None, normalize: bool = True, fla
             )
         ds_name, source = name, str(place)
     else:
-        x_train, y_train, x_test, y_test, class_names, source = _load_csv_split(place)
+        x_train, y_train, x_test, y_test, class_names, source, files = _load_csv_split(place)
         ds_name = _CSV_NAME
 
     n_classes = len(class_names)
     x_train, y_train = _convert(x_train, y_train, n_classes, normalize, flatten, one_hot, source)
     x_test, y_test = _convert(x_test, y_test, n_classes, normalize, flatten, one_hot, source)
-    return Dataset(ds_name, x_train, y_train, x_test, y_test, tuple(class_names), source)
+    return Dataset(ds_name, x_train, y_train, x_test, y_test, tuple(class_names), source,
+                   str(place.resolve()), files)
 
 
 # ``load_dataset`` has a parameter called ``download``, which hides the function.
@@ -333,11 +358,11 @@ def load_fashion_mnist(normalize: bool = True, flatten: bool = True, one_hot: bo
     return load_dataset("fashion-mnist", data_dir, normalize, flatten, one_hot, download)
 
 
-def _read_idx_pair(images_path, labels_path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_idx_pair(images_path, labels_path, n_classes: int, files: dict) -> tuple[np.ndarray, np.ndarray]:
     """Read and cross-check an images file ``(n, h, w)`` uint8 and a labels
-    file ``(n,)``; returns (uint8 images, int64 labels)."""
-    x = read_idx(images_path)
-    y = read_idx(labels_path)
+    file ``(n,)``; returns (uint8 images, int64 labels) and puts the SHA-256 of
+    each file's content into ``files`` (file name -> hex)."""
+    x, y = (_read_idx_hashed(p, files) for p in (images_path, labels_path))
     if x.dtype != np.uint8 or x.ndim not in (2, 3):
         raise DataError(
             f"{images_path}: expected uint8 images of shape (n, h, w), found {x.dtype} "
@@ -363,6 +388,35 @@ def _read_idx_pair(images_path, labels_path, n_classes: int) -> tuple[np.ndarray
             f"{labels_path}: labels range from {y.min()} to {y.max()}, expected 0..{n_classes - 1}"
         )
     return x, y.astype(np.int64)
+
+
+def _read_idx_hashed(path: pathlib.Path, files: dict) -> np.ndarray:
+    digest = hashlib.sha256()
+    arr = read_idx(path, digest=digest)
+    files[path.name] = digest.hexdigest()
+    return arr
+
+
+def _check_identity(name: str, idx: dict, files: dict) -> None:
+    """A DataError if a file's content is a known file of another data set, or of
+    another role (test images standing as train images)."""
+    known = {sha: (other, stem) for other, spec in DATASETS.items()
+             for stem, sha in spec.get("content_sha256", {}).items()}
+    for role, path in idx.items():
+        if files[path.name] not in known:
+            continue
+        other, stem = known[files[path.name]]
+        wanted = _IDX_FILES[role][: -len(".gz")]
+        if other != name:
+            raise DataError(
+                f"{path} is {other}'s {stem} (its content matches the published SHA-256), but {name} was asked for; "
+                f"ask for {other} (--dataset {other}) or point --data-dir at the {name} files"
+            )
+        if stem != wanted:
+            raise DataError(
+                f"{path} is {name}'s {stem} (its content matches the published SHA-256), not {wanted}; "
+                "put each file under its own name"
+            )
 
 
 def _load_csv_split(place: pathlib.Path):
@@ -404,7 +458,8 @@ def _load_csv_split(place: pathlib.Path):
     class_names = tuple(str(v) for v in values)
     y_train = np.searchsorted(values, y_train).astype(np.int64)
     y_test = np.searchsorted(values, y_test).astype(np.int64)
-    return x_train, y_train, x_test, y_test, class_names, source
+    files = {p.name: sha256_file(p) for p in (train_csv, test_csv) if p is not None}
+    return x_train, y_train, x_test, y_test, class_names, source, files
 
 
 def _convert(x: np.ndarray, y: np.ndarray, n_classes: int, normalize: bool, flatten: bool,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -109,6 +110,15 @@ def open_regular(path, what="file"):
         raise DataError(f"{path}: is {kind}, not a regular file; point fastmlp at the {what} itself")
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return os.fdopen(fd, "rb")
+
+
+def sha256_file(path) -> str:
+    """SHA-256 (hex) of a regular file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open_regular(path) as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class FolderBusy(FastMLPError):

@@ -52,7 +52,7 @@ _GZIP_MAX_RATIO = 1032
 _TRAILING_COUNT_LIMIT = 16 << 20
 
 
-def read_idx(path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+def read_idx(path, max_bytes: int = MAX_IDX_BYTES, digest=None) -> np.ndarray:
     """Read an IDX file (raw or gzipped) into a native-endian array.
 
     Gzip is recognised by the file's first two bytes, not by its name. The
@@ -65,6 +65,10 @@ def read_idx(path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     (for gzip, what the compressed size can hold) and ``max_bytes``; only then is
     the array allocated, and the body is read into it in chunks. So memory never
     exceeds what a genuine file of that header needs, whatever the file holds.
+
+    ``digest`` (a ``hashlib`` object), if given, is updated with the file's
+    content as read (after decompression), so a gzipped and a raw copy of the
+    same file hash alike.
     """
     path = pathlib.Path(path)
     with open_regular(path, "file") as f:
@@ -72,10 +76,10 @@ def read_idx(path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
         is_gzip = f.read(2) == _GZIP_MAGIC
         f.seek(0)
         if not is_gzip:
-            return _read_idx_stream(f, path, size, max_bytes, raw_size=size)
+            return _read_idx_stream(f, path, size, max_bytes, digest, raw_size=size)
         try:
             with gzip.GzipFile(fileobj=f, mode="rb") as gz:
-                return _read_idx_stream(gz, path, size * _GZIP_MAX_RATIO, max_bytes)
+                return _read_idx_stream(gz, path, size * _GZIP_MAX_RATIO, max_bytes, digest)
         except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{path}: corrupt gzip data ({_one_line(e)}); {_REFETCH}") from None
 
@@ -89,7 +93,7 @@ def _read_exact(stream, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_idx_stream(stream, path: pathlib.Path, can_hold: int, max_bytes: int, raw_size=None) -> np.ndarray:
+def _read_idx_stream(stream, path: pathlib.Path, can_hold: int, max_bytes: int, digest, raw_size=None) -> np.ndarray:
     """Parse the IDX stream (decompressed if need be) whose payload can be at most
     ``can_hold`` bytes; ``raw_size`` is the exact size of an uncompressed file."""
     head = _read_exact(stream, 4)
@@ -168,6 +172,9 @@ def _read_idx_stream(stream, path: pathlib.Path, can_hold: int, max_bytes: int, 
         raise trailing(f"more than {_TRAILING_COUNT_LIMIT}")
     if extra:
         raise trailing(extra)
+    if digest is not None:
+        for part in (head, raw_dims, body):
+            digest.update(part)
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 

@@ -110,3 +110,62 @@ def test_csv_whose_first_line_never_ends(tmp_path):
     (tmp_path / "train.csv").write_bytes(b"label," + b"p" * (2 * MiB))
     with pytest.raises(DataError, match="first line is longer than 1 MiB"):
         data.load_dataset("csv", data_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------
+# which data set a folder really holds
+# --------------------------------------------------------------------------
+
+
+def _content_hashes(folder):
+    import hashlib
+
+    return {p.name[:-3]: hashlib.sha256(gzip.decompress(p.read_bytes())).hexdigest() for p in folder.glob("*.gz")}
+
+
+def test_files_of_the_other_known_dataset_are_an_error_naming_both(tmp_path, monkeypatch):
+    from test_data import write_tiny_idx
+
+    write_tiny_idx(tmp_path)
+    monkeypatch.setitem(data.DATASETS["fashion-mnist"], "content_sha256", _content_hashes(tmp_path))
+    with pytest.raises(DataError) as excinfo:
+        data.load_mnist(data_dir=tmp_path)
+    msg = str(excinfo.value)
+    assert "is fashion-mnist's train-images-idx3-ubyte" in msg and "but mnist was asked for" in msg
+    assert data.load_fashion_mnist(data_dir=tmp_path).x_train.shape == (50, 784)
+
+
+def test_a_known_file_under_another_files_name_is_an_error(tmp_path, monkeypatch):
+    from test_data import write_tiny_idx
+
+    write_tiny_idx(tmp_path, n_train=20, n_test=20)
+    monkeypatch.setitem(data.DATASETS["mnist"], "content_sha256", _content_hashes(tmp_path))
+    train, test = tmp_path / "train-images-idx3-ubyte.gz", tmp_path / "t10k-images-idx3-ubyte.gz"
+    train_bytes = train.read_bytes()
+    train.write_bytes(test.read_bytes())
+    test.write_bytes(train_bytes)
+    with pytest.raises(DataError, match="is mnist's t10k-images-idx3-ubyte .* not train-images-idx3-ubyte"):
+        data.load_mnist(data_dir=tmp_path)
+
+
+def test_the_dataset_records_where_it_came_from_and_a_fingerprint(tmp_path):
+    from test_data import write_tiny_idx
+
+    write_tiny_idx(tmp_path / "gz")
+    write_tiny_idx(tmp_path / "raw", gz=False)
+    gz = data.load_mnist(data_dir=tmp_path / "gz")
+    raw = data.load_mnist(data_dir=tmp_path / "raw")
+    assert gz.location == str((tmp_path / "gz").resolve())
+    assert sorted(gz.files) == sorted(p.name for p in (tmp_path / "gz").iterdir())
+    assert sorted(gz.files.values()) == sorted(raw.files.values())  # the content, not the compression
+
+
+@pytest.mark.skipif(not os.environ.get("FASTMLP_DATA_DIR"), reason="FASTMLP_DATA_DIR is not set")
+def test_real_fashion_files_asked_for_as_mnist(tmp_path):
+    import test_data
+
+    real = os.path.join(test_data.REAL_DATA_DIR, "fashion-mnist")
+    for name in os.listdir(real):
+        os.symlink(os.path.join(real, name), tmp_path / name)
+    with pytest.raises(DataError, match="is fashion-mnist's train-images-idx3-ubyte .* but mnist was asked for"):
+        data.load_mnist(data_dir=tmp_path)
