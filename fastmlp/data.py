@@ -263,7 +263,7 @@ def find_data_dir(name: str, data_dir=None) -> pathlib.Path | None:
 
 
 def download(name: str, dest_dir, mirrors: Sequence[str] | None = None, timeout: float = 30.0,
-             checksums: Mapping[str, str] | None = None) -> pathlib.Path:
+             checksums: Mapping[str, str] | None = None, deadline: float = 600.0) -> pathlib.Path:
     """Download the gzipped IDX files of ``name`` into ``dest_dir`` (see
     :func:`fastmlp.download.fetch_files`).
 
@@ -271,7 +271,8 @@ def download(name: str, dest_dir, mirrors: Sequence[str] | None = None, timeout:
     files to fetch; by default ``DATASETS[name]["sha256"]``. ``mirrors`` is a
     list of base URLs tried in order (the file name is appended); by default
     ``DATASETS[name]["mirrors"]``. Passing both lets tests (or other data
-    sets) use this function with any server.
+    sets) use this function with any server. ``timeout`` bounds each network
+    operation, ``deadline`` the download of one file (seconds).
     """
     if checksums is None or mirrors is None:
         if name not in DATASETS:
@@ -279,7 +280,7 @@ def download(name: str, dest_dir, mirrors: Sequence[str] | None = None, timeout:
         spec = DATASETS[name]
         checksums = spec["sha256"] if checksums is None else checksums
         mirrors = spec["mirrors"] if mirrors is None else mirrors
-    return fetch_files(name, dest_dir, mirrors, checksums, timeout)
+    return fetch_files(name, dest_dir, mirrors, checksums, timeout, deadline)
 
 
 # --------------------------------------------------------------------------
