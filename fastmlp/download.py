@@ -12,9 +12,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 
-from .errors import DataError
+from .errors import DataError, one_line
 from .files import FolderBusy, atomic_write, lock_folder, remove_stale_temps
-from .formats import _one_line
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -46,7 +45,7 @@ def fetch_files(name: str, dest_dir, mirrors: Sequence[str], checksums: Mapping[
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(
-            f"cannot create download folder {dest} ({_one_line(e)}); set FASTMLP_CACHE_DIR to a "
+            f"cannot create download folder {dest} ({one_line(e)}); set FASTMLP_CACHE_DIR to a "
             "writable folder, or pass --data-dir / set FASTMLP_DATA_DIR to a folder with the files"
         ) from None
     lock = _lock(dest)
@@ -107,7 +106,7 @@ def _fetch(url: str, sha256: str, final: pathlib.Path, timeout: float, deadline:
     except urllib.error.HTTPError as e:
         return f"HTTP {e.code} {e.reason}"
     except urllib.error.URLError as e:
-        return _one_line(e.reason)
+        return one_line(e.reason)
     except (OSError, ValueError, http.client.HTTPException) as e:
         return _reason(e, timeout)
 
@@ -115,7 +114,7 @@ def _fetch(url: str, sha256: str, final: pathlib.Path, timeout: float, deadline:
 def _reason(e: Exception, timeout: float) -> str:
     if isinstance(e, TimeoutError):
         return f"timed out after {timeout:g} s"
-    return f"{type(e).__name__}: {_one_line(e)}"
+    return f"{type(e).__name__}: {one_line(e)}"
 
 
 def _stream(resp, f, sha256: str, timeout: float, end: float, deadline: float) -> None:

@@ -23,3 +23,8 @@ class ConfigError(FastMLPError, ValueError):
 
 class DivergenceError(FastMLPError, FloatingPointError):
     """The loss became NaN or infinite during training."""
+
+
+def one_line(obj) -> str:
+    """``str(obj)`` squeezed onto one line (messages must be one line)."""
+    return " ".join(str(obj).split())

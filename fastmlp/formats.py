@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, one_line
 from .files import atomic_write, open_regular
 
 __all__ = ["read_idx", "write_idx", "read_csv", "csv_header"]
@@ -81,7 +81,7 @@ def read_idx(path, max_bytes: int = MAX_IDX_BYTES, digest=None) -> np.ndarray:
             with gzip.GzipFile(fileobj=f, mode="rb") as gz:
                 return _read_idx_stream(gz, path, size * _GZIP_MAX_RATIO, max_bytes, digest)
         except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{path}: corrupt gzip data ({_one_line(e)}); {_REFETCH}") from None
+            raise DataError(f"{path}: corrupt gzip data ({one_line(e)}); {_REFETCH}") from None
 
 
 def _read_exact(stream, n: int) -> bytes:
@@ -248,7 +248,7 @@ def csv_header(path: pathlib.Path) -> list[str]:
         except UnicodeDecodeError as e:
             raise _not_utf8(path, 1, e) from None
         except OSError as e:
-            raise DataError(f"{path}: cannot read CSV file ({_one_line(e)})") from None
+            raise DataError(f"{path}: cannot read CSV file ({one_line(e)})") from None
     if len(line) > _MAX_CSV_HEADER:
         raise DataError(f"{path}: the first line is longer than {_MAX_CSV_HEADER >> 20} MiB; expected a CSV header row")
     if not line.strip():
@@ -286,9 +286,9 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray]:
                 table = np.loadtxt(f, delimiter=",", dtype=np.int32, ndmin=2)
     except (ValueError, OverflowError) as e:  # UnicodeDecodeError included
         _diagnose_csv(path, names)
-        raise DataError(f"{path}: malformed CSV ({_one_line(e)})") from None
+        raise DataError(f"{path}: malformed CSV ({one_line(e)})") from None
     except OSError as e:
-        raise DataError(f"{path}: cannot read CSV file ({_one_line(e)})") from None
+        raise DataError(f"{path}: cannot read CSV file ({one_line(e)})") from None
 
     if table.shape[0] == 0:
         raise DataError(f"{path}: CSV file has a header but no data rows")
@@ -341,11 +341,6 @@ def _diagnose_csv(path: pathlib.Path, names: list[str]) -> None:
                         "is outside 0..255"
                     )
 
-
-
-def _one_line(obj) -> str:
-    """``str(obj)`` squeezed onto one line (messages must be one line)."""
-    return " ".join(str(obj).split())
 
 
 def _preview(names: list[str], limit: int = 4) -> str:
