@@ -119,17 +119,17 @@ def _check(ck, path):
     return ck
 
 
-def restore(trainer, checkpoint, opt_arrays):
-    """Put the optimiser state, counters and history of a checkpoint into ``trainer``
-    (whose model already holds the checkpoint's parameters)."""
+def restore(trainer, checkpoint, opt_arrays, path=NAME):
+    """Put the optimiser state, counters and history of a checkpoint (read from
+    ``path``) into ``trainer`` (whose model already holds the checkpoint's parameters)."""
     if checkpoint["optimizer"] != trainer.optimizer_name:
         raise DataError(
-            f"checkpoint was written by optimizer {checkpoint['optimizer']!r}, not {trainer.optimizer_name!r}"
+            f"{path} was written by optimizer {checkpoint['optimizer']!r}, not {trainer.optimizer_name!r}"
         )
     try:
         trainer.optimizer.load_state({**checkpoint["optimizer_counters"], **opt_arrays})
     except (KeyError, ValueError, TypeError) as exc:
-        raise DataError(f"checkpoint's optimiser state does not fit this model (missing or malformed {exc})") from None
+        raise DataError(f"{path}: its optimiser state does not fit this model (missing or malformed {exc})") from None
     trainer.epochs_done = checkpoint["epochs_done"]
     trainer.step_count = checkpoint["step_count"]
     trainer.history.update(checkpoint["history"])

@@ -171,16 +171,16 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_fits(sizes, dtype, copies, what):
-    """A ConfigError (via ``what``) if ``copies`` copies of the parameters of a model
-    of ``sizes`` cannot fit in this machine's memory; checked before allocating."""
+def check_fits(sizes, dtype, copies, error, advice):
+    """Raise ``error`` (ending in ``advice``) if ``copies`` copies of the parameters of a
+    model of ``sizes`` cannot fit in this machine's memory; checked before allocating."""
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     need = copies * n_params * np.dtype(dtype).itemsize
     have = physical_memory()
     if need > have:
-        raise what(
+        raise error(
             f"a {'-'.join(map(str, sizes))} model has {n_params:,} parameters and needs about {need / 2**30:,.1f} GiB "
-            f"({np.dtype(dtype).name}), more than this machine's {have / 2**30:.1f} GiB of memory"
+            f"({np.dtype(dtype).name}), more than this machine's {have / 2**30:.1f} GiB of memory; {advice}"
         )
 
 
@@ -218,7 +218,7 @@ def read_model(npz: NpzFile, device=None):
                 raise npz._fail(name, f"shape {npz.header(name)[0]} where the sizes {list(sizes)} need {shape}")
     if f"W{len(sizes) - 1}" in npz.names:
         raise npz._fail(f"W{len(sizes) - 1}", f"no place in a model of sizes {list(sizes)}")
-    check_fits(sizes, dtype, 3, DataError)
+    check_fits(sizes, dtype, 3, DataError, f"{npz.path} cannot be loaded here")
     try:
         model = MLP(sizes, activation, init, dtype=dtype, device=device)
     except ConfigError as exc:

@@ -84,7 +84,7 @@ EDITS = {
     "steps-huge": _ck(_set("step_count", 10**15)),
     "history-is-a-list": _ck(_set("history", [])),
     "history-epoch-text": _ck(lambda c: c["history"].__setitem__("epoch", "x")),
-    "history-short": _ck(lambda c: c["history"].__setitem__("train_loss", [1.0])),
+    "history-short": _ck(lambda c: c["history"].__setitem__("train_loss", [])),
     "history-nested": _ck(lambda c: c["history"].__setitem__("lr", [[1], [2]])),
     "settings-is-a-list": _ck(_set("settings", [])),
     "data-is-a-number": _ck(_set("data", 5)),
