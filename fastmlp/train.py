@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
 
 import numpy as np
 
-from .errors import ConfigError, DataError, DivergenceError, FastMLPError
+from .errors import ConfigError, DataError, DivergenceError, FastMLPError, one_line
 from .interrupts import Interrupted, deferred, signals_raise
 
 DEFAULTS = dict(
@@ -52,8 +53,8 @@ def _non_negative(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} >= 0, got {text!r}") from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        if not value >= 0 or (kind is float and not np.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}" if kind is float else f"must be >= 0, got {text}")
         return value
 
     return parse
@@ -113,7 +114,7 @@ def build_parser():
     g.add_argument("--schedule", default=d["schedule"], choices=["constant", "step", "cosine"])
     g.add_argument("--batch-size", type=_positive(int), default=d["batch_size"])
     g.add_argument("--epochs", type=_positive(int), default=d["epochs"])
-    g.add_argument("--seed", type=int, default=d["seed"])
+    g.add_argument("--seed", type=_non_negative(int), default=d["seed"])
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $FASTMLP_DEVICE, else cpu)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="output folder (default: a new runs/<dataset>-<time>)")
@@ -150,6 +151,9 @@ TRAINING_SETTINGS = (
     "dataset", "val_split", "sizes", "activation", "init", "init_std", "dtype", "optimizer", "lr",
     "momentum", "weight_decay", "schedule", "batch_size", "epochs", "seed", "checkpoint_every",
 )
+# Copies of the parameters a training run holds: parameters, gradients, two
+# optimiser states and the host copy written to the checkpoint.
+_TRAINING_COPIES = 5
 
 
 def given_flags(argv=None):
@@ -247,12 +251,15 @@ def run(args, log=print, given=None, warn=None):
     (model, history, out_dir). ``given`` holds the flags given on the command line
     (see :func:`given_flags`): with ``--resume``, those that differ from the run's
     settings are an error. ``warn`` prints one line to the user."""
+    from . import io
     from .backend import get_backend
     from .runfolder import RunFolder
 
     given = given or {}
     warn = warn or (lambda text: print(text, file=sys.stderr))
     backend = get_backend(args.device)
+    if args.sizes:
+        io.check_fits(args.sizes, args.dtype, _TRAINING_COPIES, ConfigError, "choose smaller --sizes")
     if args.resume:
         folder = RunFolder.resume(args.resume, warn)
     else:
@@ -393,8 +400,34 @@ def _run_in(out, args, given, backend, state, log):
     return model, history, out
 
 
+class _Stdout:
+    """``log`` for the CLI: one line to stdout. If stdout stops taking lines (a closed
+    pipe such as ``| head -1``, a full device), the run goes on without them, says so
+    once on stderr, and stdout is pointed at /dev/null so that Python's final flush
+    cannot fail either."""
+
+    def __init__(self):
+        self.ok = True
+
+    def __call__(self, text):
+        if not self.ok:
+            return
+        try:
+            print(text, flush=True)
+        except OSError as exc:
+            self.ok = False
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            _stderr(f"fastmlp: cannot write to stdout ({exc.strerror or exc}); the run goes on without its progress lines")
+
+
 def _stderr(text):
-    print(text, file=sys.stderr)
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv=None):
@@ -402,13 +435,24 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         with signals_raise():
-            run(args, given=given_flags(argv), warn=_stderr)
+            run(args, log=_Stdout(), given=given_flags(argv), warn=_stderr)
     except Interrupted as stop:
         return stop.exit_code
     except FastMLPError as exc:
         if args.debug:
             raise
         _stderr(f"fastmlp: error: {exc}")
+        return 1
+    except MemoryError as exc:
+        if args.debug:
+            raise
+        _stderr(f"fastmlp: error: ran out of memory ({one_line(exc) or 'no details'}); try smaller --sizes or --batch-size")
+        return 1
+    except Exception as exc:
+        if args.debug:
+            raise
+        _stderr(f"fastmlp: error: unexpected {type(exc).__name__} ({one_line(exc)}); this is a bug in fastmlp: "
+                "run again with --debug and report the traceback")
         return 1
     return 0
 

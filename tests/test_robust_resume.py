@@ -134,6 +134,8 @@ SETTING_EDITS = {
     "sizes-text": ("sizes", "wide"),
     "sizes-one": ("sizes", [784]),
     "settings-optimizer-unknown": ("optimizer", "adamw"),
+    "seed-negative": ("seed", -1),
+    "weight-decay-inf": ("weight_decay", float("inf")),
     "dataset-unknown": ("dataset", "cifar"),
     "batch-size-dict": ("batch_size", {"a": 1}),
 }
