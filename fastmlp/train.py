@@ -358,17 +358,20 @@ def _run_in(out, args, given, backend, state, log):
 
     t0 = time.perf_counter()
     remaining = args.epochs - trainer.epochs_done
-    try:
-        if remaining > 0:
-            trainer.fit(x_tr, y_tr, remaining, X_test=ds.x_test, y_test=ds.y_test, X_val=x_val, y_val=y_val,
-                        total_epochs=args.epochs, on_epoch=checkpoint)
-    except DivergenceError as exc:
-        if state.saved:
-            raise DivergenceError(f"{exc}; the checkpoint of epoch {state.saved} in {out} is intact") from None
-        raise
-    history = trainer.history
-    total = time.perf_counter() - t0
-    y_pred = model.predict(ds.x_test)
+    # Overflow on the way to a diverging loss is reported by the DivergenceError
+    # below, in one line; NumPy's own warnings would only come before it.
+    with np.errstate(all="ignore"):
+        try:
+            if remaining > 0:
+                trainer.fit(x_tr, y_tr, remaining, X_test=ds.x_test, y_test=ds.y_test, X_val=x_val, y_val=y_val,
+                            total_epochs=args.epochs, on_epoch=checkpoint)
+        except DivergenceError as exc:
+            if state.saved:
+                raise DivergenceError(f"{exc}; the checkpoint of epoch {state.saved} in {out} is intact") from None
+            raise
+        history = trainer.history
+        total = time.perf_counter() - t0
+        y_pred = model.predict(ds.x_test)
     test_acc = float((y_pred == ds.y_test).mean())
     io.save(model, out / "model.npz", class_names=ds.class_names)
     metrics = {

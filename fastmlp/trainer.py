@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ConfigError, DivergenceError
+from .errors import ConfigError, divergence_error
 from .optim import make_optimizer, make_schedule
 
 
@@ -191,11 +191,7 @@ class Trainer:
         losses = bk.to_host(step_loss).astype(np.float64) / buf.rows  # the one sync of the epoch
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
-            raise DivergenceError(
-                f"loss became {losses[bad[0]]} at epoch {epoch}, step {bad[0] + 1} of {buf.steps}; "
-                f"lower the learning rate (now {lr_at(self.step_count - buf.steps + bad[0]):g}) "
-                "or check the data for extreme values"
-            )
+            raise divergence_error(self, epoch, losses, bad[0], lr_at(self.step_count - buf.steps + bad[0]))
         self.epochs_done = epoch
         return losses
 
