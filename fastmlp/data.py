@@ -28,7 +28,7 @@ import numpy as np
 
 from .download import fetch_files
 from .errors import DataError
-from .files import sha256_file
+from .files import FolderBusy, lock_folder, remove_stale_temps, sha256_file
 from .formats import csv_header, read_csv, read_idx, write_idx
 
 __all__ = [
@@ -318,6 +318,8 @@ def load_dataset(name: str = "mnist", data_dir=None, normalize: bool = True, fla
                 "FASTMLP_DATA_DIR to a folder holding the four IDX files, or allow downloading"
             )
         place = _download(name, target)
+    elif place == cache_dir() / name:
+        _tidy_cache(place, DATASETS[name]["sha256"])
 
     idx = None if place.is_file() or name == _CSV_NAME else _idx_files(place)
     if idx is not None:
@@ -341,6 +343,20 @@ def load_dataset(name: str = "mnist", data_dir=None, normalize: bool = True, fla
     x_test, y_test = _convert(x_test, y_test, n_classes, normalize, flatten, one_hot, source)
     return Dataset(ds_name, x_train, y_train, x_test, y_test, tuple(class_names), source,
                    str(place.resolve()), files)
+
+
+def _tidy_cache(folder: pathlib.Path, names) -> None:
+    """Remove the temp files that killed downloads left in a cache folder, unless a
+    download into it is running (it holds the folder's lock)."""
+    try:
+        lock = lock_folder(folder)
+    except (FolderBusy, OSError):
+        return
+    try:
+        remove_stale_temps(folder, list(names))
+    finally:
+        if lock is not None:
+            os.close(lock)
 
 
 # ``load_dataset`` has a parameter called ``download``, which hides the function.

@@ -87,3 +87,12 @@ def test_out_of_memory_is_one_line(tiny_dir, tmp_path, monkeypatch, capsys):
     code, _, err = run_main(capsys, "--data-dir", tiny_dir, "--out", tmp_path / "run")
     assert_one_line_error(code, err, "ran out of memory (Unable to allocate 3.00 GiB)")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("FASTMLP_DATA_DIR"), reason="FASTMLP_DATA_DIR is not set (real MNIST needed)")
+def test_fashion_mnist_asked_for_on_an_mnist_folder(tmp_path, capsys):
+    mnist = os.path.join(os.environ["FASTMLP_DATA_DIR"], "mnist")
+    code, _, err = run_main(capsys, "--dataset", "fashion-mnist", "--data-dir", mnist, "--out", tmp_path / "run")
+    assert_one_line_error(code, err, "is mnist's train-images-idx3-ubyte", "but fashion-mnist was asked for",
+                          "--dataset mnist")
+    assert not (tmp_path / "run").exists()

@@ -94,3 +94,15 @@ def test_temp_files_of_killed_downloads_are_removed(tmp_path, mirrors):  # noqa:
         (dest / name).write_bytes(b"half a download")
     data.download("mnist", dest, mirrors=[urls["good"]], timeout=5, checksums=checksums)
     assert sorted(os.listdir(dest)) == sorted([*IDX_NAMES, "notes.txt"])
+
+
+def test_temp_files_of_killed_downloads_are_removed_when_the_cache_is_read(tmp_path, monkeypatch):
+    from test_data import write_tiny_idx
+
+    monkeypatch.setenv("FASTMLP_CACHE_DIR", str(tmp_path / "cache"))
+    write_tiny_idx(tmp_path / "cache" / "mnist")
+    stale = [f"{IDX_NAMES[0]}.x1y2z3.part", f".{IDX_NAMES[2]}.0123456789abcdef.tmp"]
+    for name in stale:
+        (tmp_path / "cache" / "mnist" / name).write_bytes(b"half a download")
+    assert data.load_mnist(download=False).x_train.shape == (50, 784)
+    assert sorted(os.listdir(tmp_path / "cache" / "mnist")) == sorted(IDX_NAMES)
