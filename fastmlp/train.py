@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -239,13 +240,6 @@ def _check_same_data(ds, record, out):
     )
 
 
-class _RunState:
-    """What the interrupt report needs: the epoch of the checkpoint on disk."""
-
-    def __init__(self, saved=None):
-        self.saved = saved
-
-
 def run(args, log=print, given=None, warn=None):
     """Train as ``args`` say (or continue the run in ``args.resume``); returns
     (model, history, out_dir). ``given`` holds the flags given on the command line
@@ -260,12 +254,13 @@ def run(args, log=print, given=None, warn=None):
     backend = get_backend(args.device)
     if args.sizes:
         io.check_fits(args.sizes, args.dtype, _TRAINING_COPIES, ConfigError, "choose smaller --sizes")
-    if args.resume:
-        folder = RunFolder.resume(args.resume, warn)
-    else:
-        folder = RunFolder.new(args.out, args.dataset, args.overwrite, warn)
-    state = _RunState()
+    state = SimpleNamespace(saved=None)  # the epoch of the checkpoint on disk, for the interrupt report
+    folder = None
     try:
+        if args.resume:
+            folder = RunFolder.resume(args.resume, warn)
+        else:
+            folder = RunFolder.new(args.out, args.dataset, args.overwrite, warn)
         return _run_in(folder.path, args, given, backend, state, log)
     except Interrupted as stop:
         if state.saved is None:
@@ -278,7 +273,8 @@ def run(args, log=print, given=None, warn=None):
         warn(f"fastmlp: stopped by {stop.name}; {where}")
         raise
     finally:
-        folder.close()
+        if folder is not None:
+            folder.close()
 
 
 def _run_in(out, args, given, backend, state, log):
