@@ -214,8 +214,9 @@ def read_model(npz: NpzFile, device=None):
     sizes, activation, init, dtype, class_names = _check_meta(meta, npz.path)
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         for name, shape in ((f"W{i}", (n_in, n_out)), (f"b{i}", (n_out,))):
-            if npz.header(name)[0] != shape:
-                raise npz._fail(name, f"shape {npz.header(name)[0]} where the sizes {list(sizes)} need {shape}")
+            found = npz.header(name)[0]
+            if found != shape:
+                raise npz._fail(name, f"shape {found} where the sizes {list(sizes)} need {shape}")
     if f"W{len(sizes) - 1}" in npz.names:
         raise npz._fail(f"W{len(sizes) - 1}", f"no place in a model of sizes {list(sizes)}")
     check_fits(sizes, dtype, 3, DataError, f"{npz.path} cannot be loaded here")
