@@ -11,19 +11,21 @@ reader never sees a half-written image and a failure leaves no stray file.
 
 Bad arguments raise :class:`ValueError` with a one-line message.  A problem
 with the output path (missing folder, path is a folder, folder not writable)
-raises :class:`fastmlp.errors.ConfigError`, which is a ``ValueError`` too.
+raises :class:`fastmlp.errors.ConfigError`, which is a ``ValueError`` too; a
+failed write (disk full, folder removed) raises a one-line
+:class:`fastmlp.errors.FastMLPError` and leaves no temp file.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from fastmlp.errors import ConfigError
+from fastmlp.files import atomic_write
 
 __all__ = ["plot_history", "plot_confusion", "plot_samples", "confusion_matrix"]
 
@@ -139,32 +141,7 @@ def _new_figure(figsize, layout="constrained"):
 
 def _save_atomic(fig, path: str) -> None:
     """Save ``fig`` as PNG to ``path`` via a temp file in the same folder."""
-    folder, base = os.path.split(path)
-    # os.open with O_EXCL (rather than NamedTemporaryFile) so the file gets
-    # the usual umask-based permissions instead of 0600.
-    for _ in range(100):
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp.png")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise ConfigError(f"cannot write into folder {folder!r}: {e.strerror}") from None
-    else:  # pragma: no cover - 100 collisions of a 32-bit random name
-        raise ConfigError(f"cannot create a temporary file in {folder!r}")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI, facecolor="white")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, facecolor="white"))
 
 
 # ---------------------------------------------------------------------------

@@ -1,22 +1,25 @@
 """``python -m fastmlp.train``: train an MLP on MNIST-style data and write the results.
 
-Exit status: 0 on success, 2 for usage errors (argparse's convention), 1 for
-any other expected error (one line on stderr; ``--debug`` shows the traceback),
-130 on Ctrl-C.
+Exit status: 0 on success (also when ``--resume`` finds the run finished),
+2 for usage errors (argparse's convention), 1 for any other error (one line on
+stderr; ``--debug`` shows the traceback), 130 / 143 / 129 when SIGINT (Ctrl-C)
+/ SIGTERM / SIGHUP stopped the run (after one line naming the checkpoint on disk).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
+import os
+import shlex
 import sys
 import time
-from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
-from .errors import ConfigError, DivergenceError, FastMLPError
+from .errors import ConfigError, DataError, DivergenceError, FastMLPError, one_line
+from .interrupts import Interrupted, deferred, signals_raise
 
 DEFAULTS = dict(
     hidden=(128, 64),
@@ -51,8 +54,8 @@ def _non_negative(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} >= 0, got {text!r}") from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        if not value >= 0 or (kind is float and not np.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}" if kind is float else f"must be >= 0, got {text}")
         return value
 
     return parse
@@ -112,14 +115,22 @@ def build_parser():
     g.add_argument("--schedule", default=d["schedule"], choices=["constant", "step", "cosine"])
     g.add_argument("--batch-size", type=_positive(int), default=d["batch_size"])
     g.add_argument("--epochs", type=_positive(int), default=d["epochs"])
-    g.add_argument("--seed", type=int, default=d["seed"])
+    g.add_argument("--seed", type=_non_negative(int), default=d["seed"])
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $FASTMLP_DEVICE, else cpu)")
+    g.add_argument("--cuda-graph", default="auto", choices=["auto", "on", "off"],
+                   help="on a GPU, replay each step as a CUDA graph: auto uses graphs when capture works and "
+                        "says why not otherwise, on fails if it cannot, off launches kernel by kernel")
     g = p.add_argument_group("output")
-    g.add_argument("--out", default=None, help="output folder (default: runs/<dataset>-<time>)")
+    g.add_argument("--out", default=None, help="output folder (default: a new runs/<dataset>-<time>)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run that --out holds (its checkpoint, model, metrics and plots)")
     g.add_argument("--checkpoint-every", type=_non_negative(int), default=1,
                    help="write checkpoint.npz into the output folder every N epochs (0: never)")
     g.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the run whose output folder is DIR from its last complete checkpoint")
+                   help="continue the run whose output folder is DIR from its last complete checkpoint, "
+                   "on the data it recorded (or --data-dir) and with its own settings")
+    g.add_argument("--allow-other-data", action="store_true",
+                   help="with --resume: continue even if the data's fingerprint differs from the run's")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     g.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -144,35 +155,161 @@ TRAINING_SETTINGS = (
     "dataset", "val_split", "sizes", "activation", "init", "init_std", "dtype", "optimizer", "lr",
     "momentum", "weight_decay", "schedule", "batch_size", "epochs", "seed", "checkpoint_every",
 )
+# Copies of the parameters a training run holds: parameters, gradients, two
+# optimiser states and the host copy written to the checkpoint.
+_TRAINING_COPIES = 5
 
 
-def run(args, log=print):
-    """Train as ``args`` say (or continue the run in ``args.resume``); returns (model, history, out_dir)."""
-    from . import io, plots
+def given_flags(argv=None):
+    """{dest: value} of the options given on the command line (defaults left out)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
+
+
+def _parse_like(action, value):
+    """A setting read from a checkpoint's JSON, checked and converted as the command line would."""
+    if value is None and action.default is None:
+        return None
+    if isinstance(value, (bool, dict)):
+        raise ValueError(value)
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    out = action.type(text) if action.type else text
+    if action.choices is not None and out not in action.choices:
+        raise ValueError(out)
+    return out
+
+
+def checkpoint_settings(saved, path):
+    """The TRAINING_SETTINGS a checkpoint holds, validated like command-line flags."""
+    actions = {a.dest: a for a in build_parser()._actions}
+    settings, bad = {}, []
+    for key in TRAINING_SETTINGS:
+        try:
+            settings[key] = _parse_like(actions[key], saved[key])
+        except (KeyError, argparse.ArgumentTypeError, ValueError, TypeError):
+            bad.append(key)
+    if bad:
+        raise DataError(f"{path}: the settings {', '.join(bad)} are missing or malformed; it was not written by this command")
+    return settings
+
+
+def _flag(key, value):
+    shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+    return f"--{key.replace('_', '-')} {shown}"
+
+
+def _check_resume_flags(args, given, settings, out):
+    for flag in ("out", "overwrite"):
+        if getattr(args, flag):
+            raise ConfigError(f"--{flag} cannot be used with --resume: the run continues in its own folder {out}")
+    conflicts = [key for key in TRAINING_SETTINGS if key in given and given[key] != settings[key]]
+    if conflicts:
+        raise ConfigError(
+            f"{', '.join(_flag(k, given[k]) for k in conflicts)}: the run in {out} has "
+            f"{', '.join(_flag(k, settings[k]) for k in conflicts)}, and a resumed run keeps its settings; "
+            "leave these flags out, or start a new run with --out"
+        )
+
+
+def _data_record(ck, data_dir, path):
+    """(the data_dir to load, the checkpoint's record of its data or None); ``data_dir``
+    (--data-dir) overrides the recorded location."""
+    record = ck["data"]
+    if record is None:
+        if data_dir is None:
+            raise ConfigError(
+                f"{path} does not record where its data came from (an older fastmlp wrote it); "
+                "pass --data-dir with the data it trained on"
+            )
+        return data_dir, None
+    files = record.get("files")
+    if not (isinstance(record.get("location"), str) and isinstance(files, dict)
+            and all(isinstance(v, str) for v in files.values())):
+        raise DataError(f"{path}: malformed checkpoint (its data record is not a location and file fingerprints)")
+    return data_dir or record["location"], record
+
+
+def _check_same_data(ds, record, out):
+    theirs = sorted(record["files"].values())
+    if sorted(ds.files.values()) == theirs:
+        return
+    changed = [name for name, sha in ds.files.items() if sha not in theirs] or sorted(ds.files)
+    how = "changed since" if ds.location == record["location"] else f"differ from those in {record['location']}"
+    raise DataError(
+        f"the data in {ds.location} is not the data the run in {out} trained on ({', '.join(changed)} {how}); "
+        "point --data-dir at that data, or pass --allow-other-data to continue on this data"
+    )
+
+
+def run(args, log=print, given=None, warn=None):
+    """Train as ``args`` say (or continue the run in ``args.resume``); returns
+    (model, history, out_dir). ``given`` holds the flags given on the command line
+    (see :func:`given_flags`): with ``--resume``, those that differ from the run's
+    settings are an error. ``warn`` prints one line to the user."""
+    from . import io
     from .backend import get_backend
+    from .runfolder import RunFolder
+
+    given = given or {}
+    warn = warn or (lambda text: print(text, file=sys.stderr))
+    backend = get_backend(args.device)
+    if args.sizes:
+        io.check_fits(args.sizes, args.dtype, _TRAINING_COPIES, ConfigError, "choose smaller --sizes")
+    state = SimpleNamespace(saved=None)  # the epoch of the checkpoint on disk, for the interrupt report
+    folder = None
+    try:
+        if args.resume:
+            folder = RunFolder.resume(args.resume, warn)
+        else:
+            folder = RunFolder.new(args.out, args.dataset, args.overwrite, warn)
+        return _run_in(folder.path, args, given, backend, state, log)
+    except Interrupted as stop:
+        if state.saved is None:
+            where = "no checkpoint was written, so there is nothing to resume"
+        else:
+            command = [sys.executable, "-m", "fastmlp.train", "--resume", str(folder.path)]
+            if args.device:
+                command += ["--device", args.device]
+            where = f"the checkpoint of epoch {state.saved} is in {folder.path}; continue with: {shlex.join(command)}"
+        warn(f"fastmlp: stopped by {stop.name}; {where}")
+        raise
+    finally:
+        if folder is not None:
+            folder.close()
+
+
+def _run_in(out, args, given, backend, state, log):
+    from . import io, plots
     from .checkpoint import NAME, load_checkpoint, restore, save_checkpoint
     from .data import load_dataset
     from .model import MLP
     from .trainer import Trainer
 
-    backend = get_backend(args.device)
-    resumed = None
+    resumed, record, data_dir = None, None, args.data_dir
     if args.resume:
-        out = Path(args.resume)
+        if not (out / NAME).is_file():
+            raise DataError(f"{out / NAME}: no such checkpoint; --resume takes the output folder of an earlier run, which holds {NAME}")
         resumed = load_checkpoint(out / NAME, device=backend)
-        saved = resumed[1]["settings"]
-        missing = [k for k in TRAINING_SETTINGS if k not in saved]
-        if missing:
-            raise ConfigError(f"{out / NAME} lacks the settings {', '.join(missing)}; it was not written by this command")
-        for key in TRAINING_SETTINGS:
-            setattr(args, key, tuple(saved[key]) if key == "sizes" else saved[key])
-    else:
-        out = Path(args.out) if args.out else Path("runs") / f"{args.dataset}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    _check_writable(out)
+        ck = resumed[1]
+        settings = checkpoint_settings(ck["settings"], out / NAME)
+        _check_resume_flags(args, given, settings, out)
+        vars(args).update(settings)
+        state.saved = ck["epochs_done"]
+        if ck["epochs_done"] >= args.epochs and all((out / f).is_file() for f in ("model.npz", "metrics.json")):
+            accuracy = next((a for a in reversed(ck["history"].get("test_acc", [])) if a is not None), None)
+            log(f"the run in {out} finished all {args.epochs} epochs"
+                + (f" (test accuracy {100 * accuracy:.2f}%)" if accuracy is not None else "")
+                + "; nothing to do, nothing rewritten")
+            return resumed[0], ck["history"], out
+        data_dir, record = _data_record(ck, args.data_dir, out / NAME)
 
     t_load = time.perf_counter()
-    ds = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+    ds = load_dataset(args.dataset, data_dir=data_dir, download=not (args.no_download or args.resume))
     t_load = time.perf_counter() - t_load
+    if record is not None and not args.allow_other_data:
+        _check_same_data(ds, record, out)
     sizes = args.sizes or (ds.n_features, *DEFAULTS["hidden"], ds.n_classes)
     if sizes[0] != ds.n_features:
         raise ConfigError(f"--sizes starts with {sizes[0]} but {args.dataset} rows have {ds.n_features} features; start --sizes with {ds.n_features}")
@@ -199,9 +336,10 @@ def run(args, log=print):
         seed=args.seed,
         progress=not args.quiet,
         log=log if not args.quiet else None,
+        cuda_graph=args.cuda_graph,
     )
     if resumed:
-        restore(trainer, resumed[1], resumed[2])
+        restore(trainer, resumed[1], resumed[2], out / NAME)
         log(f"resuming {out} after epoch {trainer.epochs_done} of {args.epochs}")
     log(f"device {backend.name}; data {ds.source} ({len(x_tr)} train, {len(ds.x_test)} test"
         + (f", {len(x_val)} validation" if x_val is not None else "") + f", loaded in {t_load:.1f} s)")
@@ -209,36 +347,39 @@ def run(args, log=print):
         f"{args.optimizer} lr {args.lr:g} {args.schedule}, batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
 
     settings = {k: getattr(args, k) for k in TRAINING_SETTINGS}
+    data = {"dataset": ds.name, "location": ds.location, "files": dict(ds.files)}
     every = args.checkpoint_every
 
     def checkpoint(tr):
         if every and (tr.epochs_done % every == 0 or tr.epochs_done == args.epochs):
-            save_checkpoint(out / NAME, tr, settings, ds.class_names)
+            with deferred():  # a signal now waits until the checkpoint on disk is the one recorded
+                save_checkpoint(out / NAME, tr, settings, ds.class_names, data)
+                state.saved = tr.epochs_done
 
     t0 = time.perf_counter()
     remaining = args.epochs - trainer.epochs_done
-    try:
-        if remaining > 0:
-            trainer.fit(x_tr, y_tr, remaining, X_test=ds.x_test, y_test=ds.y_test, X_val=x_val, y_val=y_val,
-                        total_epochs=args.epochs, on_epoch=checkpoint)
-    except KeyboardInterrupt:
-        where = f"the checkpoint of epoch {trainer.epochs_done} is in {out}" if every and trainer.epochs_done else "no checkpoint was written"
-        log(f"interrupted during epoch {trainer.epochs_done + 1}; {where}; continue with --resume {out}")
-        raise
-    except DivergenceError as exc:
-        if every and trainer.epochs_done:
-            raise DivergenceError(f"{exc}; the checkpoint of epoch {trainer.epochs_done} in {out} is intact") from None
-        raise
-    history = trainer.history
-    total = time.perf_counter() - t0
-
-    y_pred = model.predict(ds.x_test)
+    # Overflow on the way to a diverging loss is reported by the DivergenceError
+    # below, in one line; NumPy's own warnings would only come before it.
+    with np.errstate(all="ignore"):
+        try:
+            if remaining > 0:
+                trainer.fit(x_tr, y_tr, remaining, X_test=ds.x_test, y_test=ds.y_test, X_val=x_val, y_val=y_val,
+                            total_epochs=args.epochs, on_epoch=checkpoint)
+        except DivergenceError as exc:
+            if state.saved:
+                raise DivergenceError(f"{exc}; the checkpoint of epoch {state.saved} in {out} is intact") from None
+            raise
+        history = trainer.history
+        total = time.perf_counter() - t0
+        y_pred = model.predict(ds.x_test)
     test_acc = float((y_pred == ds.y_test).mean())
     io.save(model, out / "model.npz", class_names=ds.class_names)
     metrics = {
         "dataset": args.dataset,
         "data_source": ds.source,
+        "data": data,
         "device": backend.name,
+        "cuda_graph": trainer.graph_info,
         "sizes": list(sizes),
         "settings": {k: v for k, v in vars(args).items() if k not in ("quiet", "debug", "no_plots")},
         "test_accuracy": test_acc,
@@ -263,28 +404,60 @@ def run(args, log=print):
     return model, history, out
 
 
-def _check_writable(out):
+class _Stdout:
+    """``log`` for the CLI: one line to stdout. If stdout stops taking lines (a closed
+    pipe such as ``| head -1``, a full device), the run goes on without them, says so
+    once on stderr, and stdout is pointed at /dev/null so that Python's final flush
+    cannot fail either."""
+
+    def __init__(self):
+        self.ok = True
+
+    def __call__(self, text):
+        if not self.ok:
+            return
+        try:
+            print(text, flush=True)
+        except OSError as exc:
+            self.ok = False
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            _stderr(f"fastmlp: cannot write to stdout ({exc.strerror or exc}); the run goes on without its progress lines")
+
+
+def _stderr(text):
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FastMLPError(f"cannot create output folder {out}: {exc.strerror or exc}; pass a writable --out") from None
-    if not out.is_dir():
-        raise FastMLPError(f"output path {out} exists and is not a folder; pass another --out")
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        run(args)
+        with signals_raise():
+            run(args, log=_Stdout(), given=given_flags(argv), warn=_stderr)
+    except Interrupted as stop:
+        return stop.exit_code
     except FastMLPError as exc:
         if args.debug:
             raise
-        print(f"fastmlp: error: {exc}", file=sys.stderr)
+        _stderr(f"fastmlp: error: {exc}")
         return 1
-    except KeyboardInterrupt:
-        print("fastmlp: interrupted", file=sys.stderr)
-        return 130
+    except MemoryError as exc:
+        if args.debug:
+            raise
+        _stderr(f"fastmlp: error: ran out of memory ({one_line(exc) or 'no details'}); try smaller --sizes or --batch-size")
+        return 1
+    except Exception as exc:
+        if args.debug:
+            raise
+        _stderr(f"fastmlp: error: unexpected {type(exc).__name__} ({one_line(exc)}); this is a bug in fastmlp: "
+                "run again with --debug and report the traceback")
+        return 1
     return 0
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import checks
 from .backend import namespace_of
-from .errors import ConfigError, DivergenceError
+from .errors import ConfigError, divergence_error
 from .optim import make_optimizer, make_schedule
 from .step import TrainStep, check_graph_options
 
@@ -241,10 +241,7 @@ class Trainer:
         self.step_count += step.steps
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
-            raise DivergenceError(
-                f"loss became {losses[bad[0]]} at epoch {epoch}, step {bad[0] + 1} of {step.steps}; "
-                f"lower the learning rate (now {lrs[bad[0]]:g}) or check the data for extreme values"
-            )
+            raise divergence_error(self, epoch, losses, bad[0], lrs[bad[0]])
         self.epochs_done = epoch
         return losses
 

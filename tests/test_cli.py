@@ -111,3 +111,17 @@ def test_real_mnist_one_epoch(data_root, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.93, stdout
     assert np.isfinite(metrics["epochs"][0]["train_loss"])
+
+
+def test_cuda_graph_flag(tiny_dir, tmp_path):
+    """--cuda-graph is recorded in metrics.json; 'on' without a GPU is one line, exit 1."""
+    out = tmp_path / "run"
+    code = main(["--data-dir", str(tiny_dir), "--epochs", "1", "--sizes", "784,16,10", "--out", str(out), "--no-plots",
+                 "--quiet", "--cuda-graph", "off"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["cuda_graph"]["mode"] == "eager" and metrics["settings"]["cuda_graph"] == "off"
+    code, _, err = _cli("--data-dir", str(tiny_dir), "--epochs", "1", "--out", str(tmp_path / "on"), "--no-plots",
+                        "--cuda-graph", "on", env={"FASTMLP_DEVICE": "cpu"})
+    assert code == 1 and "needs a CUDA device" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err

@@ -150,4 +150,6 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(data, tmp_path):
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert f"--resume {out}" in stdout and "Traceback" not in stderr
+    epoch = load_checkpoint(out / NAME)[1]["epochs_done"]
+    assert f"the checkpoint of epoch {epoch} is in {out}" in stderr and f"--resume {out}" in stderr
+    assert "Traceback" not in stderr
