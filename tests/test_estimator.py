@@ -146,7 +146,7 @@ def test_init_stores_every_argument_as_given_and_does_nothing_else():
         learning_rate="optimal", learning_rate_init=0.0, power_t=2.0, max_iter=0, shuffle=False,
         random_state=rs, tol=0.5, verbose=3, warm_start=True, momentum=1.5, nesterovs_momentum=False,
         early_stopping=True, validation_fraction=0.9, beta_1=0.1, beta_2=0.2, epsilon=1.0, n_iter_no_change=4,
-        max_fun=9, device="cuda:7", dtype="float16",
+        max_fun=9, device="cuda:7", dtype="float16", cuda_graph="maybe",
     )
     est = MLPClassifier(**given)  # invalid values too: checking happens in fit
     params = est.get_params()
@@ -156,10 +156,10 @@ def test_init_stores_every_argument_as_given_and_does_nothing_else():
     assert vars(est) == given
 
 
-def test_defaults_are_sklearns_plus_device_and_dtype():
+def test_defaults_are_sklearns_plus_device_dtype_and_cuda_graph():
     ours, theirs = MLPClassifier().get_params(), SkMLPClassifier().get_params()
-    assert {k: v for k, v in ours.items() if k not in ("device", "dtype")} == theirs
-    assert ours["device"] is None and ours["dtype"] == "float32"
+    assert {k: v for k, v in ours.items() if k not in ("device", "dtype", "cuda_graph")} == theirs
+    assert ours["device"] is None and ours["dtype"] == "float32" and ours["cuda_graph"] == "auto"
 
 
 def test_set_params_and_clone():
