@@ -16,6 +16,7 @@ from . import __version__
 # command: (module whose main(argv) runs it, one line for --help)
 COMMANDS = {
     "train": ("fastmlp.train", "train one model (the same as python -m fastmlp.train)"),
+    "sweep": ("fastmlp.sweep", "train many configurations on Dask and keep the best (pip install 'fastmlp[sweep]')"),
 }
 
 

@@ -87,7 +87,7 @@ def build_parser():
     g.add_argument(
         "--data-dir",
         default=None,
-        help="folder with the four IDX files (.gz or raw) or a Kaggle train.csv; "
+        help="folder with the four IDX files (.gz or raw) or a Kaggle train.csv "
         "(default: $FASTMLP_DATA_DIR, then the cache, downloading into it)",
     )
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
