@@ -82,6 +82,11 @@ def open_client(device="cpu", workers=None, scheduler=None, scheduler_file=None)
             raise FastMLPError(f"cannot reach the Dask scheduler at {where}: {exc}; "
                                "start one with 'dask scheduler' or check the address") from None
         with client:
+            try:
+                client.wait_for_workers(1, timeout=60)
+            except TimeoutError:
+                raise FastMLPError(f"the Dask cluster at {where} has no workers after 60 s; start some with "
+                                   "'dask worker ADDRESS --nthreads 1'") from None
             n = len(client.scheduler_info()["workers"])
             yield client, f"the Dask cluster at {client.scheduler.address} ({n} workers now)", False
         return

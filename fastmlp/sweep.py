@@ -253,6 +253,10 @@ def parse_spec(args):
             for d in VARIED if getattr(args, d) is not None]
     if not args.val_split:
         raise SpecError("--val-split must be > 0: trials are compared on the validation set it holds out")
+    if args.scheduler and args.scheduler_file:
+        raise SpecError("give --scheduler or --scheduler-file, not both")
+    if args.workers and (args.scheduler or args.scheduler_file):
+        raise SpecError("--workers sizes the embedded cluster; an existing cluster (--scheduler) runs on its own workers")
     return axes
 
 
@@ -369,6 +373,9 @@ def main(argv=None):
             raise
         print(f"fastmlp: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before any trial started (while loading the data, say)
+        print("fastmlp: interrupted", file=sys.stderr)
+        return 130
 
 
 def run_sweep(args, axes, configs, argv, log=print):

@@ -105,6 +105,7 @@ def test_grid_and_random_samples():
     (["--optimizer", "adamw"], "--optimizer: 'adamw' is not one of sgd, momentum, nesterov, adam"),
     (["--sizes", "784"], "--sizes: need at least two positive sizes"),
     (["--val-split", "0"], "--val-split must be > 0"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"], "--workers sizes the embedded cluster"),
 ])
 def test_bad_specs_are_one_line_errors_with_exit_2(args, needle, capsys):
     with pytest.raises(SystemExit) as exc:
