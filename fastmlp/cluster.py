@@ -5,8 +5,8 @@
   ``device='cuda'``), and the cores shared out as BLAS threads, so that
   workers x BLAS threads = cores.
 - ``scheduler='tcp://HOST:8786'`` or ``scheduler_file=PATH``: the workers of an
-  existing cluster (``dask scheduler`` + ``dask worker --nthreads 1``, or one
-  ``dask-cuda-worker`` per GPU machine).
+  existing cluster (``dask scheduler`` + ``dask worker --nthreads 1``, or
+  dask-cuda's ``dask cuda worker`` on each GPU machine).
 
 Dask is the optional extra ``fastmlp[sweep]``; nothing here imports it until a
 cluster is opened.
@@ -26,15 +26,11 @@ INSTALL_HINT = 'pip install "fastmlp[sweep]"'
 BLAS_THREADS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-class DaskMissing(FastMLPError):
-    pass
-
-
 def require_dask():
     try:
         import distributed  # noqa: F401
     except ImportError as exc:
-        raise DaskMissing(f"fastmlp sweep runs its trials on Dask, which is not installed ({exc}); "
+        raise FastMLPError(f"fastmlp sweep runs its trials on Dask, which is not installed ({exc}); "
                           f"{INSTALL_HINT}") from None
 
 
@@ -47,19 +43,25 @@ def cores():
 
 
 def gpu_count():
-    """GPUs CuPy can see; a DeviceError naming what to install when there are none."""
-    from .backend import get_backend
+    """GPUs CuPy can see (without making a CUDA context here); where there are none,
+    the one-line DeviceError of ``get_backend('cuda')`` that says what is missing."""
+    try:
+        import cupy
 
-    get_backend("cuda")  # raises the one-line DeviceError where CUDA is unusable
-    import cupy
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # no CuPy, no driver: CuPy raises its own CUDARuntimeError
+        n = 0
+    if n == 0:
+        from .backend import get_backend
 
-    return cupy.cuda.runtime.getDeviceCount()
+        get_backend("cuda")
+    return n
 
 
 def trial_task(folder, settings_argv, place_argv, gpu_per_worker=False, kill_marker=None):
     """What a worker runs for one trial: :func:`fastmlp.trial.run_trial`, on the embedded
     GPU cluster with --device cuda:N for worker N (elsewhere each worker sees its own GPU
-    as 'cuda', as dask-cuda-worker arranges with CUDA_VISIBLE_DEVICES)."""
+    as 'cuda', as dask-cuda's workers arrange with CUDA_VISIBLE_DEVICES)."""
     from distributed import get_worker
 
     from .trial import run_trial
