@@ -101,9 +101,9 @@ def open_client(device="cpu", workers=None, scheduler=None, scheduler_file=None)
     else:
         n = workers or cores()
     threads = max(1, cores() // n)
-    with _workers_ignore_ctrl_c():
+    with _starting_workers(threads):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR, env={name: str(threads) for name in BLAS_THREADS_ENV})
+                               silence_logs=logging.ERROR)
     with cluster, Client(cluster) as client:
         unit = "GPU" if device == "cuda" else "core"
         yield (client, f"an embedded Dask LocalCluster: {n} worker process{'es' if n > 1 else ''} "
@@ -111,15 +111,27 @@ def open_client(device="cpu", workers=None, scheduler=None, scheduler_file=None)
 
 
 @contextlib.contextmanager
-def _workers_ignore_ctrl_c():
-    """Start worker processes with SIGINT ignored (they inherit it), so that Ctrl-C in a
-    terminal, which signals the whole process group, reaches only the sweep: it then
-    closes the cluster itself instead of every worker printing a KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _starting_workers(blas_threads):
+    """The process state worker processes inherit when they start (and keep on restarts):
+
+    - SIGINT ignored, so that Ctrl-C in a terminal, which signals the whole process
+      group, reaches only the sweep, which then closes the cluster itself, instead of
+      every worker printing a KeyboardInterrupt;
+    - ``blas_threads`` in the BLAS thread-count variables. BLAS reads them when NumPy
+      is imported, before Nanny(env=...) applies, and Dask's pre-spawn environment
+      (1 by default) gives way to variables already set in this process.
+    """
+    saved = {k: os.environ.get(k) for k in BLAS_THREADS_ENV}
+    os.environ.update({k: str(blas_threads) for k in BLAS_THREADS_ENV})
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if main:
+            signal.signal(signal.SIGINT, previous)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

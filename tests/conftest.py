@@ -51,13 +51,11 @@ def tiny_dir(tmp_path):
 
 @pytest.fixture(scope="session")
 def dask_cluster():
-    """A real Dask LocalCluster: 2 single-threaded worker processes, 1 BLAS thread each
-    (what ``fastmlp sweep`` starts on a 2-core machine). Skipped without Dask."""
+    """A real Dask LocalCluster: 2 single-threaded worker processes with 1 BLAS thread each
+    (Dask's default; what ``fastmlp sweep`` starts on a 2-core machine). Skipped without Dask."""
     distributed = pytest.importorskip("distributed", reason='needs Dask: pip install "fastmlp[sweep]"')
-    from fastmlp.cluster import BLAS_THREADS_ENV
-
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=logging.ERROR, env={k: "1" for k in BLAS_THREADS_ENV}) as cluster:
+                                  silence_logs=logging.ERROR) as cluster:
         yield cluster
 
 

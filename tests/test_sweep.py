@@ -140,6 +140,22 @@ def test_cuda_without_a_gpu_is_a_one_line_error(tiny_dir, tmp_path, capsys):
     assert len(err) == 1 and "cuda" in err[0] and "pip install" in err[0]
 
 
+def _worker_state():
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"], signal.getsignal(signal.SIGINT)
+
+
+def test_the_embedded_cluster_shares_out_the_cores():
+    from fastmlp.cluster import cores, open_client
+
+    with open_client(workers=1) as (client, where, _):
+        (blas, sigint), = client.run(_worker_state).values()
+    assert blas == [cores()] and f"{cores()} BLAS thread" in where  # the one worker gets every core
+    assert sigint == signal.SIG_IGN  # Ctrl-C is the sweep's to handle
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # ---------------------------------------------------------------- sweeps on a cluster
 
 
