@@ -58,6 +58,7 @@ def write_split(folder, x_train, y_train, val_split, seed):
     x_tr, y_tr, x_val, y_val = split_validation(x_train, y_train, val_split, seed)
     for name, array in zip(IDX_FILES, (x_tr, y_tr, x_val, y_val)):
         write_idx(folder / name, array if array.dtype == np.uint8 else array.astype(np.uint8))
+        (folder / name).chmod(0o644)  # write_idx's temp file is private; workers may run as other users
     return folder
 
 

@@ -183,6 +183,8 @@ def test_four_trials_equal_four_train_runs_one_after_another(dask_cluster, tiny_
     shown = [float(line[1].rstrip("%")) for line in table]
     assert shown == sorted(shown, reverse=True) and table[0][-1] == best["trial"]
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    splits = list((out / "data").rglob("*-ubyte"))
+    assert len(splits) == 4 and all(f.stat().st_mode & 0o444 == 0o444 for f in splits)  # readable by any worker
 
 
 @pytest.fixture(scope="module")
