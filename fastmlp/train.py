@@ -83,18 +83,18 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m fastmlp.train",
         description="Train a multilayer perceptron on MNIST-style data on the CPU or a CUDA GPU.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.HelpFormatter,  # each help string states its own default, once
     )
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"], help="which dataset")
+    g.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"], help="which dataset (default: %(default)s)")
     g.add_argument(
         "--data-dir",
         default=None,
-        help="folder with the four IDX files (.gz or raw) or a Kaggle train.csv; "
-        "default: $FASTMLP_DATA_DIR, then the cache (downloading into it)",
+        help="folder with the four IDX files (.gz or raw) or a Kaggle train.csv "
+        "(default: $FASTMLP_DATA_DIR, then the cache, downloading into it)",
     )
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
-    g.add_argument("--val-split", type=_fraction, default=0.0, help="fraction of the training set held out for validation")
+    g.add_argument("--val-split", type=_fraction, default=0.0, help="fraction of the training set held out for validation (default: %(default)s)")
     g = p.add_argument_group("model")
     g.add_argument(
         "--sizes",
@@ -103,32 +103,37 @@ def build_parser():
         help="layer sizes including input and output, e.g. 784,128,64,10 "
         f"(default: features,{','.join(map(str, d['hidden']))},classes)",
     )
-    g.add_argument("--activation", default=d["activation"], choices=["relu", "sigmoid", "tanh"])
-    g.add_argument("--init", default=None, choices=["he", "xavier", "normal"], help="default: he for relu, xavier otherwise")
-    g.add_argument("--init-std", type=_positive(float), default=0.01, help="std of --init normal")
-    g.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    g.add_argument("--activation", default=d["activation"], choices=["relu", "sigmoid", "tanh"],
+                   help="hidden-layer activation (default: %(default)s)")
+    g.add_argument("--init", default=None, choices=["he", "xavier", "normal"], help="weight initialisation (default: he for relu, xavier otherwise)")
+    g.add_argument("--init-std", type=_positive(float), default=0.01, help="std of --init normal (default: %(default)s)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="precision of the weights and of training (default: %(default)s)")
     g = p.add_argument_group("training")
-    g.add_argument("--optimizer", default=d["optimizer"], choices=["sgd", "momentum", "nesterov", "adam"])
-    g.add_argument("--lr", type=_positive(float), default=d["lr"], help="(peak) learning rate")
-    g.add_argument("--momentum", type=_fraction, default=d["momentum"], help="for momentum / nesterov")
-    g.add_argument("--weight-decay", type=_non_negative(float), default=d["weight_decay"], help="L2 penalty on weights")
-    g.add_argument("--schedule", default=d["schedule"], choices=["constant", "step", "cosine"])
-    g.add_argument("--batch-size", type=_positive(int), default=d["batch_size"])
-    g.add_argument("--epochs", type=_positive(int), default=d["epochs"])
-    g.add_argument("--seed", type=_non_negative(int), default=d["seed"])
+    g.add_argument("--optimizer", default=d["optimizer"], choices=["sgd", "momentum", "nesterov", "adam"],
+                   help="optimiser (default: %(default)s)")
+    g.add_argument("--lr", type=_positive(float), default=d["lr"], help="(peak) learning rate (default: %(default)s)")
+    g.add_argument("--momentum", type=_fraction, default=d["momentum"], help="for momentum / nesterov (default: %(default)s)")
+    g.add_argument("--weight-decay", type=_non_negative(float), default=d["weight_decay"], help="L2 penalty on weights (default: %(default)s)")
+    g.add_argument("--schedule", default=d["schedule"], choices=["constant", "step", "cosine"],
+                   help="learning-rate schedule (default: %(default)s)")
+    g.add_argument("--batch-size", type=_positive(int), default=d["batch_size"], help="mini-batch size (default: %(default)s)")
+    g.add_argument("--epochs", type=_positive(int), default=d["epochs"], help="epochs to train (default: %(default)s)")
+    g.add_argument("--seed", type=_non_negative(int), default=d["seed"],
+                   help="seed of the initial weights, the shuffles and the validation split (default: %(default)s)")
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $FASTMLP_DEVICE, else cpu)")
     g.add_argument("--cuda-graph", default="auto", choices=["auto", "on", "off"],
                    help="on a GPU, replay each step as a CUDA graph: auto uses graphs when capture works and "
-                        "says why not otherwise, on fails if it cannot, off launches kernel by kernel")
+                        "says why not otherwise, on fails if it cannot, off launches kernel by kernel (default: %(default)s)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="output folder (default: a new runs/<dataset>-<time>)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace the run that --out holds (its checkpoint, model, metrics and plots)")
     g.add_argument("--checkpoint-every", type=_non_negative(int), default=1,
-                   help="write checkpoint.npz into the output folder every N epochs (0: never)")
+                   help="write checkpoint.npz into the output folder every N epochs (0: never) (default: %(default)s)")
     g.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run whose output folder is DIR from its last complete checkpoint, "
-                   "on the data it recorded (or --data-dir) and with its own settings")
+                   "on the data it recorded (or --data-dir) and with its own settings (default: start a new run)")
     g.add_argument("--allow-other-data", action="store_true",
                    help="with --resume: continue even if the data's fingerprint differs from the run's")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

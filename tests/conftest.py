@@ -2,6 +2,7 @@
 the folder holding mnist/ and fashion-mnist/); tests that need it skip, saying
 so, when it is unset."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -46,6 +47,16 @@ def make_idx_dataset(folder, n_train=240, n_test=60, seed=0, gz=True):
 @pytest.fixture
 def tiny_dir(tmp_path):
     return make_idx_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A real Dask LocalCluster: 2 single-threaded worker processes with 1 BLAS thread each
+    (Dask's default; what ``fastmlp sweep`` starts on a 2-core machine). Skipped without Dask."""
+    distributed = pytest.importorskip("distributed", reason='needs Dask: pip install "fastmlp[sweep]"')
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster:
+        yield cluster
 
 
 def _cuda_available():

@@ -79,3 +79,14 @@ def test_sklearn_fit_profile_and_report(tiny, tmp_path):
     report = run("report", "--label", "t", results=tmp_path)
     assert "(no epoch-t.json)" in report  # a missing results file is named, not a crash
     assert "| float32 | float32 |" in report
+
+
+def test_sweep_benchmark(tiny, tmp_path):
+    pytest.importorskip("distributed")
+    run("sweep", "--data-dir", tiny, "--sizes", "784,16,10", "--lr", "0.1", "--seeds", 2, "--epochs", 1,
+        "--batch-size", 32, "--val-split", 0.2, "--workers", 1, "--repeats", 1, "--label", "t", results=tmp_path)
+    r = json.loads((tmp_path / "sweep-t.json").read_text())
+    assert r["settings"]["trials"] == 2 and r["plain"]["per_trial_s"] > 0 and r["plain"]["cli_process_per_trial_s"] > 0
+    assert [s["workers"] for s in r["sweeps"]] == [1]
+    assert all(s["trials_per_min"] > 0 and s["cluster_start_stop_s"] > 0 for s in r["sweeps"])
+    assert "overhead_per_trial_s" in r and "overhead_per_trial_without_cluster_start_s" in r
