@@ -101,7 +101,7 @@ def test_grid_and_random_samples():
     (["--lr", "0:0.1:log3"], "needs ends > 0"),
     (["--lr", "0.1,-1"], "--lr: must be > 0, got -1"),
     (["--batch-size", "32:64:0"], "asks for 0 values"),
-    (["--seed", "1.5"], "--seed: expected int values, got '1.5'"),
+    (["--seed", "1.5"], "--seed: expected an integer >= 0, got '1.5'"),
     (["--optimizer", "adamw"], "--optimizer: 'adamw' is not one of sgd, momentum, nesterov, adam"),
     (["--sizes", "784"], "--sizes: need at least two positive sizes"),
     (["--val-split", "0"], "--val-split must be > 0"),
