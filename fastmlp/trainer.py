@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from .errors import ConfigError, DivergenceError
+from .model import input_scale
 from .optim import make_optimizer, make_schedule
 from .step import TrainStep, check_graph_options
 
@@ -45,6 +46,40 @@ def _check_xy(model, X, y, what):
         )
 
 
+def _fraction(name, value, upper_ok=False):
+    """``value`` as a float in [0, 1) ((0, 1] with ``upper_ok``), or a ConfigError naming it."""
+    ok = isinstance(value, (int, float)) and (0 < value <= 1 if upper_ok else 0 <= value < 1)
+    if not ok:
+        raise ConfigError(f"{name} must be a number in {'(0, 1]' if upper_ok else '[0, 1)'}, got {value!r}")
+    return float(value)
+
+
+class _TargetWatch:
+    """Stops training once the accuracy on one split reaches ``accuracy``.
+
+    Checked every ``every`` steps and after each epoch; the evaluation time is
+    kept apart (``eval_seconds``) so the training clock leaves it out."""
+
+    def __init__(self, model, accuracy, split, key, X, y, every):
+        self.model, self.accuracy, self.X, self.y, self.every = model, accuracy, X, y, every
+        self.split, self.key = split, key  # 'validation' | 'test', and its history column
+        self.eval_seconds = 0.0
+        self.reached = None  # (global step, accuracy) once reached
+
+    def check(self, step_count):
+        """Evaluate now (after ``step_count`` steps); True when the target is reached."""
+        self.model.backend.synchronize()  # the queued training steps are not evaluation time
+        t0 = time.perf_counter()
+        acc = evaluate(self.model, self.X, self.y)[1]
+        self.eval_seconds += time.perf_counter() - t0
+        return self.seen(step_count, acc)
+
+    def seen(self, step_count, acc):
+        if acc >= self.accuracy:
+            self.reached = (step_count, acc)
+        return self.reached is not None
+
+
 def _epoch_seed(seed, epoch):
     """A 32-bit seed for one epoch's shuffle, derived from (seed, epoch)."""
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
@@ -53,7 +88,14 @@ def _epoch_seed(seed, epoch):
 class Trainer:
     """Mini-batch training of an :class:`~fastmlp.model.MLP` with a fused loss kernel.
 
-    optimizer: 'sgd' | 'momentum' | 'nesterov' | 'adam'; schedule: 'constant' | 'step' | 'cosine'.
+    optimizer: 'sgd' | 'momentum' | 'nesterov' | 'adam'; schedule: 'constant' | 'step' |
+    'cosine' | 'onecycle' (see :func:`~fastmlp.optim.make_schedule`), with a linear
+    warm-up over the first ``warmup`` epochs (a fraction is fine). ``dropout`` (a
+    probability) drops hidden units in training, ``label_smoothing`` (eps) trains
+    on targets (1 - eps) one-hot + eps / classes. ``target_accuracy`` stops
+    training when the validation accuracy (the test accuracy if there is no
+    validation set) reaches it, checked every ``eval_every`` steps (default: after
+    each epoch) outside the training clock; ``history['target']`` says when.
     cuda_graph: 'auto' (on a GPU, replay the step as a CUDA graph when it can be
     captured, else run it eagerly and say why in ``graph_info``), 'on' (capture
     or raise), 'off' (eager). graph_scope: 'step' (a graph per step) or 'epoch'
@@ -74,6 +116,11 @@ class Trainer:
         log=print,
         cuda_graph="auto",
         graph_scope="step",
+        warmup=0.0,
+        dropout=0.0,
+        label_smoothing=0.0,
+        target_accuracy=None,
+        eval_every=None,
     ):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
@@ -94,6 +141,15 @@ class Trainer:
             raise ConfigError(f"cuda_graph='on' needs a CUDA device, but the model is on {model.backend.name}; "
                               "use 'auto' or 'off'")
         self.cuda_graph, self.graph_scope = cuda_graph, graph_scope
+        if not (isinstance(warmup, (int, float)) and 0 <= warmup < math.inf):
+            raise ConfigError(f"warmup must be a number of epochs >= 0, got {warmup!r}")
+        self.warmup = float(warmup)
+        self.dropout = _fraction("dropout", dropout)
+        self.label_smoothing = _fraction("label_smoothing", label_smoothing)
+        self.target_accuracy = None if target_accuracy is None else _fraction("target_accuracy", target_accuracy, True)
+        if eval_every is not None and (int(eval_every) != eval_every or eval_every < 1):
+            raise ConfigError(f"eval_every must be a positive number of steps, got {eval_every!r}")
+        self.eval_every = eval_every
         self.track_weight_sq = False  # MLPClassifier: |W|^2 before each step, for its loss
         self.graph_info = {"mode": "eager", "scope": None, "reason": "no epoch run yet"}
         self._step = None
@@ -114,9 +170,11 @@ class Trainer:
         self.step_count = 0
 
     def prepare(self, X, y, what="training data"):
-        """X, y copied to the device (once) in the model's dtype and checked."""
+        """X, y copied to the device (once) and checked: X in the model's dtype, or kept
+        as uint8 (pixels, which the step scales by 1/255 as it gathers each batch)."""
         bk, m = self.backend, self.model
-        X = bk.asarray(X, dtype=m.dtype)
+        pixels = getattr(X, "dtype", None) == np.uint8
+        X = bk.asarray(X, dtype=None if pixels else m.dtype)
         y = bk.asarray(y, dtype=np.int64)
         _check_xy(m, X, y, what)
         return X, y
@@ -149,23 +207,59 @@ class Trainer:
         n = X.shape[0]
         steps = -(-n // min(self.batch_size, n))
         total = total_epochs or self.epochs_done + int(epochs)
-        schedule = make_schedule(self.schedule_name, self.lr, steps * total, steps)
+        schedule = make_schedule(self.schedule_name, self.lr, steps * total, steps,
+                                 warmup_steps=round(self.warmup * steps))
+        watch = self._watch(evals)
+        stop = None
+        if watch is not None and watch.every:
+
+            def stop(count):
+                return count % watch.every == 0 and watch.check(count)
+
         for i in range(int(epochs)):
             epoch = self.epochs_done + 1
             lr_epoch = schedule(self.step_count)
             bar = self._bar(steps, epoch)
             self.backend.synchronize()
             t0 = time.perf_counter()
-            losses = self.train_epoch(X, y, schedule, None if permutations is None else permutations[i], bar)
-            elapsed = time.perf_counter() - t0
+            eval_before = watch.eval_seconds if watch else 0.0
+            losses = self.train_epoch(X, y, schedule, None if permutations is None else permutations[i], bar, stop)
+            elapsed = time.perf_counter() - t0 - ((watch.eval_seconds - eval_before) if watch else 0.0)
             if bar is not None:
                 bar.close()
-            self._record(epoch, losses, self._step.rows, elapsed, n, lr_epoch, X, y, evals)
+            rows = self._step.rows[: len(losses)]
+            self._record(epoch, losses, rows, elapsed, int(rows.sum()), lr_epoch, X, y, evals)
             if on_epoch is not None:
                 on_epoch(self)
+            if watch is not None and (watch.reached or watch.seen(self.step_count, self.history[watch.key][-1])):
+                self._reached(watch)
+                break
         return self.history
 
-    def train_epoch(self, X, y, lr, permutation=None, bar=None):
+    def _watch(self, evals):
+        """The _TargetWatch for ``target_accuracy`` (None without one), logged once."""
+        if self.target_accuracy is None:
+            return None
+        if not evals:
+            raise ConfigError("target_accuracy needs data to measure it on: pass X_val, y_val or X_test, y_test")
+        name, split, key = ("val", "validation", "val_acc") if "val" in evals else ("test", "test", "test_acc")
+        watch = _TargetWatch(self.model, self.target_accuracy, split, key, *evals[name], self.eval_every)
+        every = f"every {self.eval_every} steps and " if self.eval_every else ""
+        self.log(f"stopping at {100 * self.target_accuracy:g}% {split} accuracy"
+                 + (" (there is no validation split)" if name == "test" else "") + f", checked {every}after each epoch")
+        self.history["target"] = {"accuracy": self.target_accuracy, "split": split, "eval_every": self.eval_every,
+                                  "reached": False}
+        return watch
+
+    def _reached(self, watch):
+        step, acc = watch.reached
+        seconds = float(sum(self.history["epoch_time"]))
+        self.history["target"].update(reached=True, step=step, epoch=self.epochs_done, accuracy_reached=acc,
+                                      train_seconds=seconds)
+        self.log(f"reached {100 * acc:.2f}% {watch.split} accuracy after {step} steps (epoch {self.epochs_done}, "
+                 f"{seconds:.2f} s of training): stopping")
+
+    def train_epoch(self, X, y, lr, permutation=None, bar=None, stop=None):
         """One pass over X, y (device arrays from :meth:`prepare`) in mini-batches.
 
         ``lr`` is a number or a function of the global step count, evaluated for
@@ -173,7 +267,9 @@ class Trainer:
         drawn on the device from (seed, epoch), so an epoch can be replayed without
         saving any RNG state; ``permutation`` (host indices) overrides it. Returns
         the mean loss of each step as a host float64 array, read back once, at the
-        end; a non-finite loss is a DivergenceError.
+        end; a non-finite loss is a DivergenceError. ``stop(steps done in all)``, if
+        given, is asked after every step but the last; True ends the epoch there
+        (then only the steps run are returned and counted).
         """
         bk = self.backend
         with bk.activate():
@@ -186,12 +282,23 @@ class Trainer:
             else:
                 perm = bk.permutation(bk.rng(_epoch_seed(self.seed, epoch)), step.n)
             step.start_epoch(perm, lrs, self.optimizer.t)
-            step.run_epoch(None if bar is None else (lambda: bar.update(1)))
-            losses = bk.to_host(step.step_loss).astype(np.float64) / step.rows  # the one sync of the epoch
+            on_step = None if bar is None else (lambda: bar.update(1))
+            ran = step.steps
+            if stop is None:
+                step.run_epoch(on_step)
+            else:
+                for s in range(step.steps):
+                    step.run(s)
+                    if on_step is not None:
+                        on_step()
+                    if s + 1 < step.steps and stop(self.step_count + s + 1):
+                        ran = s + 1
+                        break
+            losses = bk.to_host(step.step_loss)[:ran].astype(np.float64) / step.rows[:ran]  # the one sync of the epoch
             if step.weight_sq is not None:
                 self.epoch_weight_sq = bk.to_host(step.weight_sq).astype(np.float64)
-        self.optimizer.t += step.steps
-        self.step_count += step.steps
+        self.optimizer.t += ran
+        self.step_count += ran
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             raise DivergenceError(
@@ -207,10 +314,11 @@ class Trainer:
         and, on a GPU, captured as CUDA graphs on first use; reused while X, y, the
         batch size and the optimiser's settings stay the same."""
         step = self._step
+        recipe = (self.dropout, self.label_smoothing, int(self.seed))
         stale = step is None or step.batch != min(self.batch_size, X.shape[0]) or not step.still_valid(X, y, self.optimizer)
-        if stale or (self.track_weight_sq and step.weight_sq is None):
+        if stale or step.recipe != recipe or (self.track_weight_sq and step.weight_sq is None):
             self._step = None  # free the old buffers first
-            step = TrainStep(self.model, self.optimizer, X, y, self.batch_size, self.track_weight_sq)
+            step = TrainStep(self.model, self.optimizer, X, y, self.batch_size, self.track_weight_sq, *recipe)
             t0 = time.perf_counter()
             step.warm_up()
             step.capture(self.cuda_graph, self.graph_scope)
@@ -278,9 +386,12 @@ def _evaluate(model, X, y, batch_size):
         ws = model._eval_ws = model.workspace(bs)
     loss_sum = xp.zeros((), dtype=np.float64)
     correct = xp.zeros((), dtype=np.int64)
+    scale = model.dtype.type(input_scale(X.dtype))
     for start in range(0, n, bs):
         xb, yb = X[start : start + bs], y[start : start + bs]
         k = xb.shape[0]
+        if scale != 1:  # uint8 pixels: converted as the gather kernel does, into the workspace
+            xb = xp.multiply(xb, scale, out=ws.x[:k], dtype=model.dtype)
         logits = model.forward(xb, ws)
         correct += (logits.argmax(axis=1) == yb).sum()
         row_loss = ws.row_loss[:k]
