@@ -45,6 +45,12 @@ def machine(devices=()):
         info["blas"] = f"{blas.get('name')} {blas.get('version')}"
     except (TypeError, KeyError):  # older NumPy without mode="dicts"
         pass
+    from fastmlp import blas
+
+    # what runs the CPU's matrix multiplies now: library, kernel family, threads (threadpoolctl)
+    info["blas_runtime"] = blas.describe()
+    info["blas_libraries"] = blas.libraries()
+    info["blas_notice"] = blas.notice()
     for name in ("torch", "sklearn", "cupy"):
         try:
             mod = __import__(name)
