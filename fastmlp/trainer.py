@@ -210,6 +210,7 @@ class Trainer:
         schedule = make_schedule(self.schedule_name, self.lr, steps * total, steps,
                                  warmup_steps=round(self.warmup * steps))
         watch = self._watch(evals)
+        self.prepare_step(X, y)  # compile (timed as history['compile_time']) before the clock starts
         stop = None
         if watch is not None and watch.every:
 
