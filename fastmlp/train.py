@@ -16,20 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import presets
 from .errors import ConfigError, DivergenceError, FastMLPError
+from .optim import SCHEDULES
 
-DEFAULTS = dict(
-    hidden=(128, 64),
-    activation="relu",
-    optimizer="momentum",
-    lr=0.05,
-    momentum=0.9,
-    batch_size=128,
-    epochs=30,
-    schedule="cosine",
-    weight_decay=2e-4,
-    seed=0,
-)
+DEFAULTS = presets.DEFAULT
 
 
 def _positive(kind):
@@ -65,14 +56,32 @@ def _fraction(text):
     return value
 
 
-def _sizes(text):
+def _ints(text, example):
     try:
-        sizes = tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+        return tuple(int(s) for s in text.replace(" ", "").split(",") if s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 784,128,64,10, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like {example}, got {text!r}") from None
+
+
+def _sizes(text):
+    sizes = _ints(text, "784,128,64,10")
     if len(sizes) < 2 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"need at least two positive sizes like 784,128,64,10, got {text!r}")
     return sizes
+
+
+def _hidden(text):
+    sizes = _ints(text, "256,128")
+    if min(sizes, default=1) < 1:
+        raise argparse.ArgumentTypeError(f"hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _accuracy(text):
+    value = _positive(float)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"is a fraction in (0, 1], like 0.98; got {text}")
+    return value
 
 
 def build_parser():
@@ -92,7 +101,12 @@ def build_parser():
     )
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     g.add_argument("--val-split", type=_fraction, default=0.0, help="fraction of the training set held out for validation")
+    g = p.add_argument_group("recipe")
+    g.add_argument("--preset", default="default", choices=list(presets.PRESETS),
+                   help="a measured recipe (fastmlp/presets.py) whose values become the defaults of the flags below; "
+                        "flags given still win")
     g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=_hidden, default=d["hidden"], help="hidden layer sizes, e.g. 256,128 (--sizes wins)")
     g.add_argument(
         "--sizes",
         type=_sizes,
@@ -109,7 +123,16 @@ def build_parser():
     g.add_argument("--lr", type=_positive(float), default=d["lr"], help="(peak) learning rate")
     g.add_argument("--momentum", type=_fraction, default=d["momentum"], help="for momentum / nesterov")
     g.add_argument("--weight-decay", type=_non_negative(float), default=d["weight_decay"], help="L2 penalty on weights")
-    g.add_argument("--schedule", default=d["schedule"], choices=["constant", "step", "cosine"])
+    g.add_argument("--schedule", default=d["schedule"], choices=list(SCHEDULES))
+    g.add_argument("--warmup", type=_non_negative(float), default=d["warmup"],
+                   help="epochs of linear learning-rate warm-up (a fraction is fine); for onecycle, its rising part")
+    g.add_argument("--dropout", type=_fraction, default=d["dropout"], help="drop probability of hidden units in training")
+    g.add_argument("--label-smoothing", type=_fraction, default=d["label_smoothing"],
+                   help="train on (1 - eps) one-hot + eps / classes")
+    g.add_argument("--target-accuracy", type=_accuracy, default=None, metavar="A",
+                   help="stop once the validation accuracy (the test accuracy without --val-split) reaches A, e.g. 0.98")
+    g.add_argument("--eval-every", type=_positive(int), default=None, metavar="STEPS",
+                   help="with --target-accuracy: also check every STEPS steps, not only after each epoch")
     g.add_argument("--batch-size", type=_positive(int), default=d["batch_size"])
     g.add_argument("--epochs", type=_positive(int), default=d["epochs"])
     g.add_argument("--seed", type=int, default=d["seed"])
@@ -122,6 +145,7 @@ def build_parser():
                    help="continue the run whose output folder is DIR from its last complete checkpoint")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    g.add_argument("--verbose", action="store_true", help="also name the BLAS, its kernels and threads")
     g.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return p
 
@@ -143,7 +167,24 @@ def split_validation(x, y, fraction, seed):
 TRAINING_SETTINGS = (
     "dataset", "val_split", "sizes", "activation", "init", "init_std", "dtype", "optimizer", "lr",
     "momentum", "weight_decay", "schedule", "batch_size", "epochs", "seed", "checkpoint_every",
+    "warmup", "dropout", "label_smoothing", "target_accuracy", "eval_every",
 )
+
+
+def parse_args(parser, argv=None):
+    """``parser.parse_args`` with the values of the chosen ``--preset`` as the defaults."""
+    chosen, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**presets.preset(chosen.preset))
+    return parser.parse_args(argv)
+
+
+def recipe_lines(args, log):
+    """The run's recipe: the preset and the flags it stands for, and what was changed."""
+    values = presets.preset(args.preset)
+    log(f"preset {args.preset}: {presets.as_flags(values)}")
+    changed = {k: getattr(args, k) for k, v in values.items() if getattr(args, k) != v}
+    if changed:
+        log(f"changed from the preset: {presets.as_flags(changed)}")
 
 
 def run(args, log=print):
@@ -171,9 +212,10 @@ def run(args, log=print):
     _check_writable(out)
 
     t_load = time.perf_counter()
-    ds = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download)
+    # uint8 pixels: the trainer keeps them so on the device and scales each batch
+    ds = load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download, normalize=False)
     t_load = time.perf_counter() - t_load
-    sizes = args.sizes or (ds.n_features, *DEFAULTS["hidden"], ds.n_classes)
+    sizes = args.sizes or (ds.n_features, *args.hidden, ds.n_classes)
     if sizes[0] != ds.n_features:
         raise ConfigError(f"--sizes starts with {sizes[0]} but {args.dataset} rows have {ds.n_features} features; start --sizes with {ds.n_features}")
     if sizes[-1] != ds.n_classes:
@@ -188,21 +230,20 @@ def run(args, log=print):
     else:
         model = MLP(sizes, args.activation, args.init, args.init_std, args.dtype, backend, seed=args.seed)
     model.class_names = list(ds.class_names)
-    trainer = Trainer(
-        model,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        schedule=args.schedule,
-        seed=args.seed,
-        progress=not args.quiet,
-        log=log if not args.quiet else None,
-    )
+    trainer = Trainer(model, **presets.trainer_kwargs(args), progress=not args.quiet, log=log if not args.quiet else None)
     if resumed:
         restore(trainer, resumed[1], resumed[2])
         log(f"resuming {out} after epoch {trainer.epochs_done} of {args.epochs}")
+    recipe_lines(args, log)
+    if args.verbose:
+        from .blas import describe
+
+        log(f"BLAS: {describe()}")
+    if not backend.is_gpu:
+        from .blas import notice
+
+        if notice():
+            log(notice())
     log(f"device {backend.name}; data {ds.source} ({len(x_tr)} train, {len(ds.x_test)} test"
         + (f", {len(x_val)} validation" if x_val is not None else "") + f", loaded in {t_load:.1f} s)")
     log(f"model {'-'.join(map(str, sizes))} {args.activation} ({model.n_params:,} parameters, {model.dtype.name}); "
@@ -249,6 +290,8 @@ def run(args, log=print):
         ],
         "iter_loss": history["iter_loss"],
         "steps_per_epoch": history["steps_per_epoch"],
+        "preset": {"name": args.preset, "flags": presets.as_flags(presets.preset(args.preset))},
+        "target": history.get("target"),
     }
     io.atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=1, default=str).encode()))
     written = ["model.npz", "metrics.json"] + ([NAME] if every else [])
@@ -258,7 +301,8 @@ def run(args, log=print):
         plots.plot_confusion(ds.y_test, y_pred, ds.class_names, out / "confusion.png", title=f"{args.dataset} test set")
         plots.plot_samples(ds.x_test, ds.y_test, y_pred, ds.class_names, out / "samples.png", title=f"{args.dataset} test images: true → predicted")
         written += ["history.png", "confusion.png", "samples.png"]
-    log(f"test accuracy {100 * test_acc:.2f}% after {args.epochs} epoch{'s' if args.epochs != 1 else ''} in {total:.1f} s on {backend.name}")
+    done = trainer.epochs_done
+    log(f"test accuracy {100 * test_acc:.2f}% after {done} epoch{'s' if done != 1 else ''} in {total:.1f} s on {backend.name}")
     log(f"wrote {', '.join(written)} to {out}")
     return model, history, out
 
@@ -274,7 +318,7 @@ def _check_writable(out):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         run(args)
     except FastMLPError as exc:

@@ -66,6 +66,19 @@ def test_scaling_and_time_to_accuracy(tiny, tmp_path):
     assert row["device"] == "cpu" and row["reached"] and 1 <= row["epochs"] <= 5 and row["seconds"] > 0
 
 
+def test_recipes_runs_each_change_of_a_preset_over_the_seeds(tiny, tmp_path):
+    log = tmp_path / "recipes.log"
+    out = run("recipes", "--preset", "fast", "--try", "epochs=1 batch_size=32", "epochs=2 batch_size=32 hidden=16",
+              "--seeds", 0, 1, "--data-dir", tiny.parent, "--label", "t", "--log", log, results=tmp_path)
+    r = json.loads((tmp_path / "recipes-t.json").read_text())
+    assert [x["changes"] for x in r["recipes"]] == ["epochs=1 batch_size=32", "epochs=2 batch_size=32 hidden=16"]
+    assert "--hidden 16" in r["recipes"][1]["flags"] and r["machine"]["blas_runtime"]
+    res = r["recipes"][1]["results"]["mnist"]
+    assert [row["seed"] for row in res["runs"]] == [0, 1] and len(res["runs"][0]["test_acc_per_epoch"]) == 2
+    assert res["min_test_accuracy"] <= res["mean_test_accuracy"] and res["mean_train_seconds"] > 0
+    assert log.read_text().splitlines()[-1] == out.strip().splitlines()[-1]
+
+
 def test_sklearn_fit_profile_and_report(tiny, tmp_path):
     pytest.importorskip("sklearn")
     run("sklearn_fit", "--data-dir", tiny.parent, "--epochs", 1, "--repeats", 1, "--setups", "float32",
