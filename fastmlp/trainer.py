@@ -74,8 +74,13 @@ class _TargetWatch:
         self.eval_seconds += time.perf_counter() - t0
         return self.seen(step_count, acc)
 
+    def due(self, step_count):
+        """For Trainer.train_epoch's ``stop``: evaluate every ``every`` steps."""
+        return step_count % self.every == 0 and self.check(step_count)
+
     def seen(self, step_count, acc):
-        if acc >= self.accuracy:
+        """Note an accuracy measured after ``step_count`` steps; True once the target is reached."""
+        if self.reached is None and acc >= self.accuracy:
             self.reached = (step_count, acc)
         return self.reached is not None
 
@@ -211,12 +216,7 @@ class Trainer:
                                  warmup_steps=round(self.warmup * steps))
         watch = self._watch(evals)
         self.prepare_step(X, y)  # compile (timed as history['compile_time']) before the clock starts
-        stop = None
-        if watch is not None and watch.every:
-
-            def stop(count):
-                return count % watch.every == 0 and watch.check(count)
-
+        stop = watch.due if watch is not None and watch.every else None
         for i in range(int(epochs)):
             epoch = self.epochs_done + 1
             lr_epoch = schedule(self.step_count)
@@ -232,7 +232,7 @@ class Trainer:
             self._record(epoch, losses, rows, elapsed, int(rows.sum()), lr_epoch, X, y, evals)
             if on_epoch is not None:
                 on_epoch(self)
-            if watch is not None and (watch.reached or watch.seen(self.step_count, self.history[watch.key][-1])):
+            if watch is not None and watch.seen(self.step_count, self.history[watch.key][-1]):
                 self._reached(watch)
                 break
         return self.history
