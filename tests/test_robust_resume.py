@@ -113,15 +113,20 @@ def test_a_run_stopped_after_its_last_checkpoint_writes_its_results(tmp_path, en
     assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 2
 
 
-def test_a_checkpoint_without_a_data_record_needs_data_dir(tmp_path, env, capsys):
-    data = make_idx_dataset(tmp_path / "mine")
-    out = _half_done(data, tmp_path / "run")
+def _edit_checkpoint(out, change):
+    """Rewrite the checkpoint in ``out`` with ``change(the checkpoint part of its meta)`` applied."""
     with np.load(out / NAME) as f:
         arrays = {k: f[k] for k in f.files}
     meta = json.loads(str(arrays["meta"]))
-    meta["checkpoint"]["data"] = None  # as an older fastmlp wrote it
+    change(meta["checkpoint"])
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(out / NAME, **arrays)
+
+
+def test_a_checkpoint_without_a_data_record_needs_data_dir(tmp_path, env, capsys):
+    data = make_idx_dataset(tmp_path / "mine")
+    out = _half_done(data, tmp_path / "run")
+    _edit_checkpoint(out, lambda ck: ck.update(data=None))  # as an older fastmlp wrote it
     code, _, err = run_main(capsys, "--resume", out)
     assert_one_line_error(code, err, "does not record where its data came from", "--data-dir")
     assert run_main(capsys, "--resume", out, "--data-dir", data, "--quiet")[0] == 0
@@ -161,13 +166,8 @@ def test_a_run_that_reached_its_target_is_finished(tmp_path, env, capsys):
 def test_a_checkpoint_from_before_the_recipe_flags_resumes_as_the_classic_recipe(tmp_path, env, capsys):
     data = make_idx_dataset(tmp_path / "mine")
     out = _half_done(data, tmp_path / "run")
-    with np.load(out / NAME) as f:
-        arrays = {k: f[k] for k in f.files}
-    meta = json.loads(str(arrays["meta"]))
-    for key in ("preset", "warmup", "dropout", "label_smoothing", "target_accuracy", "eval_every"):
-        del meta["checkpoint"]["settings"][key]  # as an older fastmlp wrote it
-    arrays["meta"] = np.array(json.dumps(meta))
-    np.savez(out / NAME, **arrays)
+    recipe = ("preset", "warmup", "dropout", "label_smoothing", "target_accuracy", "eval_every")
+    _edit_checkpoint(out, lambda ck: [ck["settings"].pop(key) for key in recipe])  # as an older fastmlp wrote it
     code, stdout, err = run_main(capsys, "--resume", out)
     assert code == 0, err
     assert "preset classic:" in stdout
