@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -45,12 +46,20 @@ def machine(devices=()):
         info["blas"] = f"{blas.get('name')} {blas.get('version')}"
     except (TypeError, KeyError):  # older NumPy without mode="dicts"
         pass
+    from fastmlp import blas
+
+    # what runs the CPU's matrix multiplies now: library, kernel family, threads (threadpoolctl)
+    info["blas_runtime"] = blas.describe()
+    info["blas_libraries"] = blas.libraries()
+    info["blas_notice"] = blas.notice()
     for name in ("torch", "sklearn", "cupy"):
         try:
             mod = __import__(name)
             info[name] = mod.__version__
         except ImportError:
             pass
+    if "torch" in info:
+        info["torch_threads"] = __import__("torch").get_num_threads()
     for device in devices:
         if str(device).startswith("cuda"):
             try:
@@ -66,6 +75,17 @@ def machine(devices=()):
     return info
 
 
+def load_pixels_and_floats(name, data_dir=None):
+    """(uint8 dataset, the same as float32 in [0, 1]): fastmlp trains on the first, as
+    its CLI does; the peers on the second, as load_dataset(normalize=True) gives it."""
+    raw = fastmlp.load_dataset(name, data_dir=data_dir, normalize=False)
+
+    def floats(x):  # what load_dataset(normalize=True) computes
+        return np.divide(x, np.float32(255.0), dtype=np.float32)
+
+    return raw, dataclasses.replace(raw, x_train=floats(raw.x_train), x_test=floats(raw.x_test))
+
+
 def sgemm_peak(n=2048, repeats=5):
     """GFLOP/s of a large float32 matrix multiply on the CPU: the practical peak
     that epoch throughput is compared with."""
@@ -79,6 +99,29 @@ def sgemm_peak(n=2048, repeats=5):
         np.matmul(a, a, out=out)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
+
+
+def gemm_only_epoch(model, ws, steps, batch):
+    """The epoch's matrix multiplies alone, in the trainer's order, into its buffers."""
+    layers, acts, dacts = model.layers, ws.acts, ws.dacts
+    ones = np.ones(batch, dtype=model.dtype)
+    grads = model.views(np.empty_like(model.params))
+    x = ws.x[:batch]
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        a = x
+        for l, layer in enumerate(layers):
+            np.matmul(a, layer.W, out=acts[l + 1][:batch])
+            a = acts[l + 1][:batch]
+        delta = acts[-1][:batch]
+        for l in range(len(layers) - 1, -1, -1):
+            a_in = x if l == 0 else acts[l][:batch]
+            np.matmul(a_in.T, delta, out=grads[l].W)
+            np.matmul(ones[:batch], delta, out=grads[l].b)
+            if l > 0:
+                np.matmul(delta, layers[l].W.T, out=dacts[l][:batch])
+                delta = dacts[l][:batch]
+    return time.perf_counter() - t0
 
 
 def gemm_flops_per_sample(sizes):

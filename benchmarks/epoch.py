@@ -25,12 +25,39 @@ import fastmlp
 from . import common, peers
 
 
-def run_device(device, names, ds, args, log=print):
-    """Timed epochs of every available system on one device: (rows, skipped)."""
+class GemmOnly:
+    """fastmlp's epoch with nothing but its matrix multiplies (same shapes, order, BLAS
+    and threads): the floor an epoch cannot go below with this BLAS."""
+
+    label = "GEMMs alone"
+
+    def __init__(self, device, ds, sizes, batch_size, lr, momentum, seed):
+        if device != "cpu":
+            raise peers.Unavailable("the GEMM-only floor is measured for the CPU's BLAS")
+        self.model = fastmlp.MLP(sizes, seed=seed, device="cpu")
+        self.ws, self.batch = self.model.workspace(batch_size), batch_size
+        self.steps = -(-len(ds.x_train) // batch_size)
+
+    def epoch(self):
+        common.gemm_only_epoch(self.model, self.ws, self.steps, self.batch)
+
+    def accuracy(self):
+        return None
+
+
+SYSTEMS = {**peers.SYSTEMS, "gemm": GemmOnly}
+
+
+def run_device(device, names, data, args, log=print):
+    """Timed epochs of every available system on one device: (rows, skipped).
+
+    data: (uint8 dataset for fastmlp, float32 dataset for the others)."""
+    raw, ds = data
     systems, skipped = {}, {}
     for name in names:
         try:
-            systems[name] = peers.make(name, device, ds, args.sizes, args.batch_size, args.lr, args.momentum, args.seed)
+            systems[name] = SYSTEMS[name](device, raw if name == "fastmlp" else ds, args.sizes, args.batch_size,
+                                          args.lr, args.momentum, args.seed)
         except peers.Unavailable as exc:
             skipped[name] = str(exc)
             log(f"  {device}: skipped {name}: {exc}")
@@ -108,7 +135,7 @@ def plot(result, path):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.epoch", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", nargs="+", default=["cpu", "cuda"])
-    p.add_argument("--systems", nargs="+", default=list(peers.SYSTEMS), choices=list(peers.SYSTEMS))
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--sizes", default="784,128,64,10")
@@ -120,11 +147,11 @@ def main(argv=None):
     p.add_argument("--label", default=None, help="results file name suffix (default: host name)")
     args = p.parse_args(argv)
     args.sizes = tuple(int(s) for s in args.sizes.split(","))
-    ds = fastmlp.load_dataset(args.dataset, data_dir=args.data_dir)
+    data = common.load_pixels_and_floats(args.dataset, args.data_dir)
 
     rows, skipped = [], {}
     for device in args.device:
-        r, s = run_device(device, args.systems, ds, args)
+        r, s = run_device(device, args.systems, data, args)
         rows += r
         skipped.update({f"{k} ({device})": v for k, v in s.items()})
     machine = common.machine(args.device)
@@ -136,7 +163,8 @@ def main(argv=None):
         "machine": machine,
         "cpu_sgemm_peak_gflops": peak,
         "settings": {"dataset": args.dataset, "sizes": list(args.sizes), "batch_size": args.batch_size,
-                     "epochs": args.epochs, "lr": args.lr, "momentum": args.momentum, "seed": args.seed},
+                     "epochs": args.epochs, "lr": args.lr, "momentum": args.momentum, "seed": args.seed,
+                     "fastmlp_input": "uint8 images, scaled on the device", "peer_input": "float32 in [0, 1]"},
         "results": rows,
         "skipped": skipped,
     }
@@ -145,8 +173,9 @@ def main(argv=None):
           f"{args.momentum}; median of {args.epochs} epochs after a warm-up epoch; {machine['cpu']}, {machine['cores']} cores")
     print(f"{'system':<36}{'device':<8}{'epoch s':>9}{'samples/s':>12}{'test acc':>10}{'vs fastmlp':>12}")
     for r in rows:
+        acc = f"{100 * r['test_accuracy']:>9.2f}%" if r["test_accuracy"] is not None else f"{'-':>10}"
         print(f"{r['system']:<36}{r['device']:<8}{r['median_epoch_s']:>9.3f}{r['samples_per_s']:>12,.0f}"
-              f"{100 * r['test_accuracy']:>9.2f}%{r['ratio_to_fastmlp']:>11.2f}x")
+              f"{acc}{r['ratio_to_fastmlp']:>11.2f}x")
     for what, why in skipped.items():
         print(f"{what:<44}skipped: {why}")
     if "cpu" in fm:

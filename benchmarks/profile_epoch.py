@@ -37,6 +37,7 @@ GROUPS = [
     ("backward pass (matmul + activation backward)", "linear_backward"),
     ("backward pass (matmul + activation backward)", "backward_input"),
     ("backward pass (matmul + activation backward)", "_backward"),
+    ("dropout kernel", "dropout"),
     ("softmax cross-entropy kernel", "softmax_xent"),
     ("step loss sum", "sum_into"),
     ("optimiser update kernel", "sgd_update"),
@@ -56,29 +57,6 @@ def _grouped(profile):
     return total, out
 
 
-def _gemm_only_epoch(model, ws, steps, batch):
-    """The epoch's matrix multiplies alone, in the trainer's order, into its buffers."""
-    layers, acts, dacts = model.layers, ws.acts, ws.dacts
-    ones = np.ones(batch, dtype=model.dtype)
-    grads = model.views(np.empty_like(model.params))
-    x = ws.x[:batch]
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        a = x
-        for l, layer in enumerate(layers):
-            np.matmul(a, layer.W, out=acts[l + 1][:batch])
-            a = acts[l + 1][:batch]
-        delta = acts[-1][:batch]
-        for l in range(len(layers) - 1, -1, -1):
-            a_in = x if l == 0 else acts[l][:batch]
-            np.matmul(a_in.T, delta, out=grads[l].W)
-            np.matmul(ones[:batch], delta, out=grads[l].b)
-            if l > 0:
-                np.matmul(delta, layers[l].W.T, out=dacts[l][:batch])
-                delta = dacts[l][:batch]
-    return time.perf_counter() - t0
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile_epoch", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ (default: fastmlp's look-up)")
@@ -86,7 +64,7 @@ def main(argv=None):
     p.add_argument("--label", default=None, help="results file suffix (default: host name)")
     args = p.parse_args(argv)
 
-    ds = fastmlp.load_mnist(data_dir=args.data_dir)
+    ds = fastmlp.load_mnist(data_dir=args.data_dir, normalize=False)  # uint8, as the CLI trains on it
     model = MLP((784, 128, 64, 10), activation="relu", seed=0, device="cpu")
     trainer = Trainer(model, optimizer="momentum", lr=0.05, momentum=0.9, batch_size=128, progress=False, log=None)
     X, y = trainer.prepare(ds.x_train, ds.y_train)
@@ -104,7 +82,7 @@ def main(argv=None):
     profile.disable()
     total, groups = _grouped(profile)
     step = trainer.prepare_step(X, y)
-    gemm = statistics.median(_gemm_only_epoch(model, step.ws, step.steps, step.batch) for _ in range(args.epochs))
+    gemm = statistics.median(bench.gemm_only_epoch(model, step.ws, step.steps, step.batch) for _ in range(args.epochs))
 
     epoch_s = statistics.median(plain)
     rows = [{"what": g, "seconds_per_epoch": s / args.epochs, "share": s / total}
@@ -120,7 +98,7 @@ def main(argv=None):
         "when": bench.stamp(),
         "machine": bench.machine(["cpu"]),
         "settings": {"dataset": "mnist", "sizes": [784, 128, 64, 10], "batch_size": 128, "optimizer": "momentum",
-                     "epochs": args.epochs},
+                     "epochs": args.epochs, "input": str(X.dtype)},
         "epoch_s": epoch_s,
         "profiled_epoch_s": total / args.epochs,
         "groups": rows,

@@ -34,11 +34,18 @@ def epoch_table(r):
     ]
     for row in r["results"]:
         ratio = "-" if row["ratio_to_fastmlp"] is None else f"{row['ratio_to_fastmlp']:.2f}x"
+        acc = "-" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.2f} %"
         lines.append(
             f"| {row['system']} | {row['device']} | {row['median_epoch_s']:.3f} | {row['samples_per_s']:,.0f} | "
-            f"{100 * row['test_accuracy']:.2f} % | {ratio} |"
+            f"{acc} | {ratio} |"
         )
-    fm = next((row for row in r["results"] if row["key"] == "fastmlp" and row["device"] == "cpu"), None)
+    cpu = {row["key"]: row for row in r["results"] if row["device"] == "cpu"}
+    fm = cpu.get("fastmlp")
+    if fm and ("torch" in cpu or "gemm" in cpu):
+        ratios = [f"{fm['median_epoch_s'] / cpu[k]['median_epoch_s']:.2f}x {what}" for k, what in
+                  (("torch", "PyTorch's epoch"), ("gemm", "the same GEMMs alone")) if k in cpu]
+        lines += ["", f"fastmlp's CPU epoch takes {' and '.join(ratios)} in this run; BLAS: "
+                      f"{m.get('blas_runtime', m.get('blas'))}."]
     if fm:
         lines += [
             "",
@@ -51,10 +58,37 @@ def epoch_table(r):
 
 
 def tta_table(r):
-    lines = ["| device | epochs to 98 % | seconds of training | one-time compile (s) |", "|---|---|---|---|"]
+    target = f"{100 * r['target']:g} %"
+    lines = [f"| system | recipe | device | seed | epochs to {target} | seconds of training | one-time compile (s) |",
+             "|---|---|---|---|---|---|---|"]
     for row in r["results"]:
-        reached = row["epochs"] if row["reached"] else f"not reached in {row['epochs']}"
-        lines.append(f"| {row['device']} | {reached} | {row['seconds']:.2f} | {row['compile_s']:.2f} |")
+        epochs = f"{row['epochs']:.2f}" if isinstance(row["epochs"], float) else str(row["epochs"])
+        reached = epochs if row["reached"] else f"not reached in {epochs}"
+        compile_s = "-" if row.get("compile_s") is None else f"{row['compile_s']:.2f}"
+        lines.append(f"| {row['system']} | {row['recipe']} | {row['device']} | {row['seed']} | {reached} | "
+                     f"{row['seconds']:.2f} | {compile_s} |")
+    return lines
+
+
+def recipes_table(r):
+    lines = [f"Seeds {', '.join(map(str, r['seeds']))}; {r['machine']['cpu']}, {r['machine']['cores']} cores, BLAS "
+             f"{r['machine'].get('blas_runtime')} (from `benchmarks/results/{r['_name']}.json`).", "",
+             "| recipe | dataset | lowest test accuracy | mean | mean training time (s) |", "|---|---|---|---|---|"]
+    for rec in r["recipes"]:
+        name = f"`--preset {rec['preset']}`" + (f" with `{rec['changes']}`" if rec["changes"] else "")
+        for dataset, res in rec["results"].items():
+            lines.append(f"| {name} | {dataset} | {100 * res['min_test_accuracy']:.2f} % | "
+                         f"{100 * res['mean_test_accuracy']:.2f} % | {res['mean_train_seconds']:.2f} |")
+    return lines
+
+
+def profile_table(r):
+    lines = [f"Epoch {r['epoch_s']:.3f} s ({r['settings'].get('input', 'float32')} input); the same GEMMs alone "
+             f"{r['gemm_only_epoch_s']:.3f} s, so {r['epoch_s'] - r['gemm_only_epoch_s']:.3f} s besides them "
+             f"(from `benchmarks/results/{r['_name']}.json`).", "",
+             "| share of the profiled epoch | seconds per epoch | what |", "|---|---|---|"]
+    for g in r["groups"]:
+        lines.append(f"| {100 * g['share']:.1f} % | {g['seconds_per_epoch']:.3f} | {g['what']} |")
     return lines
 
 
@@ -156,9 +190,12 @@ def gpu_sections(folder):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.report")
     p.add_argument("--label", default="cpu-2core")
+    p.add_argument("--recipes", nargs="*", default=["fast", "default"], help="recipes-<name>-<label>.json to show")
     args = p.parse_args(argv)
-    for kind, fmt in (("epoch", epoch_table), ("time-to-accuracy", tta_table), ("scaling", scaling_table),
-                      ("sklearn-fit", sklearn_fit_table)):
+    kinds = [("epoch", epoch_table), ("time-to-accuracy", tta_table), ("scaling", scaling_table),
+             ("sklearn-fit", sklearn_fit_table), ("profile-epoch-before", profile_table),
+             ("profile-epoch", profile_table)] + [(f"recipes-{name}", recipes_table) for name in args.recipes]
+    for kind, fmt in kinds:
         r = _load(f"{kind}-{args.label}")
         if r is None:
             print(f"(no {kind}-{args.label}.json)")

@@ -76,8 +76,11 @@ def main(argv=None):
     data_dir = args.data_dir
     if data_dir and (Path(data_dir) / "mnist").is_dir():
         data_dir = str(Path(data_dir) / "mnist")
+    # the recipe of the committed results (no warm-up, dropout or label smoothing), whatever
+    # the default preset is: train and sweep both take these flags
     common_flags = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--val-split",
-                    str(args.val_split), *(["--data-dir", data_dir] if data_dir else [])]
+                    str(args.val_split), "--warmup", "0", "--dropout", "0", "--label-smoothing", "0",
+                    *(["--data-dir", data_dir] if data_dir else [])]
     seeds = [str(s) for s in range(args.seeds)]
     grid = list(itertools.product(args.sizes, args.lr.split(","), seeds))
     sweep_flags = ["--sizes", *args.sizes, "--lr", args.lr, "--seed", ",".join(seeds), *common_flags]

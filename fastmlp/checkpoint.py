@@ -96,6 +96,11 @@ def _count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _target(value):
+    """history['target'] (Trainer's target_accuracy record): named numbers, flags and the split."""
+    return isinstance(value, dict) and all(isinstance(v, (Real, str, type(None))) for v in value.values())
+
+
 def _check(ck, path):
     """The checkpoint part of the meta, its fields type-checked."""
     if not isinstance(ck, dict):
@@ -111,6 +116,7 @@ def _check(ck, path):
         "data": ck.get("data") is None or isinstance(ck["data"], dict),
         "history": isinstance(history, dict) and all(
             key in _PER_STEP or _numbers(v) and len(v) == ck.get("epochs_done") or isinstance(v, (Real, type(None)))
+            or key == "target" and _target(v)
             for key, v in history.items()),
     }
     bad = [key for key, ok in checks.items() if not ok]

@@ -51,3 +51,11 @@ def whole_labels(name, y, xp):
     if bool(bad.any()):
         i = int(xp.argmax(bad))
         raise ConfigError(f"{name} must hold integer class labels; {name}[{i}] is {float(y[i])!r}")
+
+
+def fraction(name, value, upper_ok=False):
+    """float(value) for a number in [0, 1) ((0, 1] with ``upper_ok``)."""
+    ok = _is_real(value) and (0 < value <= 1 if upper_ok else 0 <= value < 1)
+    if not ok:
+        raise ConfigError(f"{name} must be a number in {'(0, 1]' if upper_ok else '[0, 1)'}, got {value!r}")
+    return float(value)

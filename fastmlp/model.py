@@ -28,6 +28,12 @@ from .kernels import IDENTITY
 
 INITS = ("he", "xavier", "normal")
 LOSSES = {"softmax": "softmax_xent", "logistic": "logistic_xent"}  # loss -> its fused KernelSet op
+UINT8_SCALE = 1 / 255  # uint8 features are pixel intensities: 0..255 -> [0, 1]
+
+
+def input_scale(dtype):
+    """What features of ``dtype`` are multiplied by on their way into the model."""
+    return UINT8_SCALE if np.dtype(dtype) == np.uint8 else 1.0
 
 
 class Layer(NamedTuple):
@@ -53,8 +59,21 @@ class Workspace:
         self.row_loss = xp.zeros(batch_size, dtype=dtype)
 
 
-def forward_pass(k, layers, codes, x, acts):
-    """Logits (n, dL) for x (n, d0): one ``linear_forward`` kernel per layer.
+class Dropout(NamedTuple):
+    """Inverted dropout on every hidden layer's output, in training (kernels/dropout.py).
+
+    outs[l] (B, d_l) for l = 1..L-1 holds layer l's dropped output, which the next
+    layer reads; acts[l] keeps the undropped one for the activation's derivative."""
+
+    p: float
+    seed: int
+    state: object  # the device step counter: state[1] picks the step's masks
+    outs: list
+
+
+def forward_pass(k, layers, codes, x, acts, dropout=None):
+    """Logits (n, dL) for x (n, d0): one ``linear_forward`` kernel per layer, and
+    with ``dropout`` (a Dropout) a ``dropout`` kernel after each hidden one.
 
     k: a KernelSet; layers: Layer(W, b) views; codes: the activation code of each
     layer (IDENTITY for the last); acts: Workspace.acts, filled for the backward pass."""
@@ -63,22 +82,29 @@ def forward_pass(k, layers, codes, x, acts):
         z = acts[l + 1][:n]
         k.linear_forward(a, layer.W, layer.b, z, code)
         a = z
+        if dropout is not None and l + 1 < len(layers):
+            a = dropout.outs[l + 1][:n]
+            k.dropout(z, a, dropout.state, dropout.seed, l + 1, dropout.p)
     return a
 
 
-def backward_pass(k, layers, codes, x, acts, dacts, grads):
+def backward_pass(k, layers, codes, x, acts, dacts, grads, dropout=None):
     """Fill ``grads`` (Layer views) with the gradient of the mean loss, given dlogits
     in acts[L][:n]: per layer, ``linear_backward`` (dW, db), then ``backward_input``
     (the gradient w.r.t. the layer's input, through the previous activation), which
-    still reads the old W: the optimiser runs after the whole backward pass."""
+    still reads the old W: the optimiser runs after the whole backward pass. With
+    ``dropout``, the layers read the dropped outputs and each hidden gradient goes
+    through the forward pass's mask again."""
     n = x.shape[0]
     delta = acts[len(layers)][:n]
     for l in range(len(layers) - 1, -1, -1):
-        a_in = x if l == 0 else acts[l][:n]
+        a_in = x if l == 0 else (acts if dropout is None else dropout.outs)[l][:n]
         k.linear_backward(a_in, delta, grads[l].W, grads[l].b)
         if l > 0:
             d_in = dacts[l][:n]
-            k.backward_input(delta, layers[l].W, a_in, d_in, codes[l - 1])
+            k.backward_input(delta, layers[l].W, acts[l][:n], d_in, codes[l - 1])
+            if dropout is not None:
+                k.dropout(d_in, d_in, dropout.state, dropout.seed, l, dropout.p)
             delta = d_in
 
 
@@ -236,9 +262,13 @@ class MLP:
         return row_loss
 
     def logits(self, X, batch_size=8192):
-        """Logits for all rows of X (host or device array), in chunks, as a device array."""
+        """Logits for all rows of X (host or device array; uint8 is scaled by 1/255 as in
+        training), in chunks, as a device array."""
         xp = self.xp
+        scale = input_scale(getattr(X, "dtype", np.float64))
         X = self.backend.asarray(X, dtype=self.dtype)
+        if scale != 1:
+            X *= self.dtype.type(scale)  # the gather kernel's conversion: to the dtype, then times scale
         self._check_features(X)
         n = X.shape[0]
         bs = max(1, min(batch_size, n))

@@ -17,7 +17,7 @@ from . import checks
 from .errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
 
 
 class Optimizer:
@@ -193,11 +193,34 @@ def make_optimizer(name, model, momentum=0.9, weight_decay=0.0, beta1=0.9, beta2
     raise ConfigError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
 
 
-def make_schedule(name, lr, total_steps, steps_per_epoch, step_epochs=None, gamma=0.1):
-    """lr(step) for step = 0, 1, ...: 'constant'; 'step' (multiply by gamma every
-    ``step_epochs`` epochs, default a third of the run); 'cosine' (from lr down to 0
-    over ``total_steps``, evaluated per step)."""
+def make_schedule(name, lr, total_steps, steps_per_epoch, step_epochs=None, gamma=0.1, warmup_steps=0):
+    """lr(step) for step = 0, 1, ..., total_steps - 1.
+
+    'constant'; 'step' (multiply by gamma every ``step_epochs`` epochs, default a
+    third of the run); 'cosine' (from lr down to 0 at ``total_steps``, per step);
+    'onecycle' (PyTorch's OneCycleLR with its defaults: from lr / 25 up to lr over
+    the warm-up, 30 % of the run unless ``warmup_steps`` says otherwise, then down
+    to lr / 25e4 at the last step, both halves cosine-shaped).
+
+    ``warmup_steps`` > 0 puts a linear warm-up in front of constant / step /
+    cosine: lr (s + 1) / warmup_steps for the first steps, then the schedule over
+    the remaining ones, so a cosine still reaches 0 at the end of the run. A
+    warm-up as long as the run (a one-epoch run of a preset with a one-epoch
+    warm-up) reaches lr at its last step."""
     lr = checks.positive("lr", lr)
+    warm = checks.integer("warmup_steps", warmup_steps, 0)
+    if warm > total_steps:
+        raise ConfigError(f"the warm-up cannot be longer than the run ({total_steps} steps), got {warmup_steps} steps")
+    key = str(name).lower()
+    if key == "onecycle":
+        return _one_cycle(lr, total_steps, warm or 0.3 * total_steps)
+    after = _schedule(name, lr, total_steps - warm, steps_per_epoch, step_epochs, gamma)
+    if not warm:
+        return after
+    return lambda step: lr * (step + 1) / warm if step < warm else after(step - warm)
+
+
+def _schedule(name, lr, total_steps, steps_per_epoch, step_epochs, gamma):
     key = str(name).lower()
     if key == "constant":
         return lambda step: lr
@@ -209,3 +232,20 @@ def make_schedule(name, lr, total_steps, steps_per_epoch, step_epochs=None, gamm
     if key == "cosine":
         return lambda step: 0.5 * lr * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
     raise ConfigError(f"unknown schedule {name!r}: choose one of {', '.join(SCHEDULES)}")
+
+
+def _one_cycle(lr, total_steps, warmup, div=25.0, final_div=1e4):
+    """torch.optim.lr_scheduler.OneCycleLR(max_lr=lr, total_steps, pct_start=warmup /
+    total_steps), anneal_strategy 'cos', three_phase False: the same numbers."""
+    start, end = lr / div, lr / div / final_div
+    peak_at, last = float(warmup) - 1, total_steps - 1
+
+    def cos(a, b, pct):
+        return b + (a - b) / 2 * (math.cos(math.pi * pct) + 1)
+
+    def at(step):
+        if step <= peak_at:
+            return cos(start, lr, step / peak_at if peak_at > 0 else 1.0)
+        return cos(lr, end, min(1.0, (step - peak_at) / (last - peak_at)))
+
+    return at

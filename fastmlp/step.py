@@ -2,12 +2,16 @@
 
 A step is, in order (``kernels/__init__.py`` has the signatures):
 
-    gather_batch                 rows perm[s B : s B + k] of X, y  (s = state[0], on the device)
-    linear_forward  x L          act(a @ W + b), layer by layer
-    softmax_xent | logistic_xent logits -> dlogits, loss per row (the model's loss_op)
+    gather_batch                 rows perm[s B : s B + k] of X, y  (s = state[0], on the device),
+                                 uint8 pixels scaled to [0, 1] on the way
+    linear_forward  x L          act(a @ W + b), layer by layer (+ dropout after each hidden
+                                 layer, if asked: its mask from (seed, state[1], layer))
+    softmax_xent | logistic_xent logits -> dlogits, loss per row (the model's loss_op; softmax_xent
+                                 with label smoothing, if asked)
     scale_rows                   only for weighted rows: row i of both times row_scale[s B + i]
     sum_into                     step_loss[s] = sum of the rows' losses
-    linear_backward, backward_input   per layer, last to first
+    linear_backward, backward_input   per layer, last to first (+ dropout's mask on each
+                                 hidden gradient)
     sum_into (squared)           only if asked: weight_sq[s] = |W|^2 before the update
     sgd_update | adam_update     (lr, weight decay) = rates[s], t = state[1] + 1
     advance                      state += 1
@@ -26,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ConfigError
-from .model import backward_pass, forward_pass
+from .model import Dropout, backward_pass, forward_pass, input_scale
 
 GRAPH_MODES = ("auto", "on", "off")
 GRAPH_SCOPES = ("step", "epoch")
@@ -63,15 +67,19 @@ def check_graph_options(cuda_graph, graph_scope):
 class TrainStep:
     """The buffers and the call lists of one training set (X, y) and batch size.
 
-    X (n, d0), y (n,) are device arrays; ``batch`` <= n. After :meth:`start_epoch`
-    (the epoch's permutation, learning rates, weight decays and step count), :meth:`run` makes
-    one step and :meth:`run_epoch` all of them; ``step_loss`` then holds each
-    step's summed loss. ``track_weight_sq``: also sum |W|^2 before each update into
-    ``weight_sq``. ``scale_rows``: each row's loss and gradient times its entry of
-    ``row_scale`` (n,), in batch order, which :meth:`start_epoch` fills (sample weights).
+    X (n, d0), y (n,) are device arrays (X float, or uint8 pixels); ``batch`` <= n.
+    After :meth:`start_epoch` (the epoch's permutation, learning rates, weight decays
+    and step count), :meth:`run` makes one step and :meth:`run_epoch` all of them;
+    ``step_loss`` then holds each step's summed loss. ``track_weight_sq``: also sum
+    |W|^2 before each update into ``weight_sq``. ``scale_rows``: each row's loss and
+    gradient times its entry of ``row_scale`` (n,), in batch order, which
+    :meth:`start_epoch` fills (sample weights). ``dropout`` (a probability) and
+    ``label_smoothing`` (softmax loss only) regularise the training step only;
+    ``seed`` picks the dropout masks.
     """
 
-    def __init__(self, model, optimizer, X, y, batch, track_weight_sq=False, scale_rows=False):
+    def __init__(self, model, optimizer, X, y, batch, track_weight_sq=False, scale_rows=False, dropout=0.0,
+                 label_smoothing=0.0, seed=0):
         bk, xp = model.backend, model.xp
         self.model, self.optimizer, self.backend = model, optimizer, bk
         self.X, self.y = X, y
@@ -89,6 +97,13 @@ class TrainStep:
         self.step_loss = xp.zeros(self.steps, dtype=model.dtype)
         self.weight_sq = xp.zeros(self.steps, dtype=model.dtype) if track_weight_sq else None
         self.row_scale = xp.zeros(n, dtype=model.dtype) if scale_rows else None
+        if label_smoothing and model.loss_op != "softmax_xent":
+            raise ConfigError(f"label smoothing needs the softmax loss, not loss={model.loss!r}")
+        self.recipe = (float(dropout), float(label_smoothing), int(seed))
+        self.dropout = None
+        if dropout:
+            outs = [None] + [xp.zeros((B, d), dtype=model.dtype) for d in model.sizes[1:-1]]
+            self.dropout = Dropout(float(dropout), int(seed), self.state, outs)
         self.settings = optimizer.settings()
         # the full step and, when n is not a multiple of B, the short last one
         self.calls = {int(k): self._record(int(k)) for k in set(self.rows.tolist())}
@@ -99,13 +114,14 @@ class TrainStep:
         m, ws = self.model, self.ws
         rec = _Recorder(self.backend.kernels, self.backend.kernel_array)
         xb, yb = ws.x[:k], ws.y[:k]
-        rec.gather_batch(self.X, self.y, self.perm, self.state, self.batch, xb, yb)
-        logits = forward_pass(rec, m.layers, m.codes, xb, ws.acts)
-        getattr(rec, m.loss_op)(logits, yb, ws.row_loss[:k])
+        rec.gather_batch(self.X, self.y, self.perm, self.state, self.batch, xb, yb, input_scale(self.X.dtype))
+        logits = forward_pass(rec, m.layers, m.codes, xb, ws.acts, self.dropout)
+        smoothing = (self.recipe[1],) if m.loss_op == "softmax_xent" else ()
+        getattr(rec, m.loss_op)(logits, yb, ws.row_loss[:k], *smoothing)
         if self.row_scale is not None:
             rec.scale_rows(logits, ws.row_loss[:k], self.row_scale, self.state, self.batch)
         rec.sum_into(ws.row_loss[:k], self.step_loss, self.state, False)
-        backward_pass(rec, m.layers, m.codes, xb, ws.acts, ws.dacts, self.grad_layers)
+        backward_pass(rec, m.layers, m.codes, xb, ws.acts, ws.dacts, self.grad_layers, self.dropout)
         if self.weight_sq is not None:
             rec.sum_into(m.params[: m.n_weights], self.weight_sq, self.state, True)
         self.optimizer.update(rec, self.grads, self.rates, self.state)

@@ -53,9 +53,12 @@ from .io import atomic_write
 # Settings every trial shares (the data, how much of it validates, the checkpoint
 # cadence); every other setting of train can take several values.
 SHARED = ("dataset", "val_split", "checkpoint_every")
-VARIED = tuple(k for k in train.TRAINING_SETTINGS if k not in SHARED)
+# --preset only sets the defaults of other flags: a trial passes every varied
+# setting as a flag, so the preset would decide nothing (sweep those flags instead).
+NOT_SWEPT = ("preset",)
+VARIED = tuple(k for k in train.TRAINING_SETTINGS if k not in SHARED + NOT_SWEPT)
 # What decides a trial's result, and so its identity: a rerun finds its folder by these.
-IDENTITY = tuple(k for k in train.TRAINING_SETTINGS if k != "checkpoint_every")
+IDENTITY = tuple(k for k in train.TRAINING_SETTINGS if k not in ("checkpoint_every", *NOT_SWEPT))
 RESULT_COLUMNS = ("trial", "status", "val_acc", "train_acc", "train_loss", "train_seconds", *IDENTITY, "device", "error")
 DEFAULT_VAL_SPLIT = 0.1
 TABLE_ROWS = 20  # trials shown in the final table; results.csv has them all
@@ -544,10 +547,11 @@ def report(out, trials, axes, ds, log=print):
 
 
 def _test_accuracy(model_file, ds):
-    """Accuracy of a saved model on the test set of ``ds`` (uint8 images, normalised as train does)."""
+    """Accuracy of a saved model on the test set of ``ds`` (uint8 images, which the model
+    scales as train's gather kernel does)."""
     from .io import load
 
-    x = ds.x_test.reshape(len(ds.x_test), -1).astype(np.float32) / np.float32(255)
+    x = ds.x_test.reshape(len(ds.x_test), -1)
     return float((load(model_file).predict(x) == ds.y_test).mean())
 
 

@@ -18,21 +18,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from . import presets
 from .errors import ConfigError, DataError, DivergenceError, FastMLPError, one_line
 from .interrupts import Interrupted, deferred, signals_raise
+from .optim import SCHEDULES
 
-DEFAULTS = dict(
-    hidden=(128, 64),
-    activation="relu",
-    optimizer="momentum",
-    lr=0.05,
-    momentum=0.9,
-    batch_size=128,
-    epochs=30,
-    schedule="cosine",
-    weight_decay=2e-4,
-    seed=0,
-)
+DEFAULTS = presets.DEFAULT
 
 
 def _positive(kind):
@@ -68,14 +59,32 @@ def _fraction(text):
     return value
 
 
-def _sizes(text):
+def _ints(text, example):
     try:
-        sizes = tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+        return tuple(int(s) for s in text.replace(" ", "").split(",") if s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 784,128,64,10, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like {example}, got {text!r}") from None
+
+
+def _sizes(text):
+    sizes = _ints(text, "784,128,64,10")
     if len(sizes) < 2 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"need at least two positive sizes like 784,128,64,10, got {text!r}")
     return sizes
+
+
+def _hidden(text):
+    sizes = _ints(text, "256,128")
+    if min(sizes, default=1) < 1:
+        raise argparse.ArgumentTypeError(f"hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _accuracy(text):
+    value = _positive(float)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"is a fraction in (0, 1], like 0.98; got {text}")
+    return value
 
 
 def build_parser():
@@ -95,13 +104,18 @@ def build_parser():
     )
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     g.add_argument("--val-split", type=_fraction, default=0.0, help="fraction of the training set held out for validation (default: %(default)s)")
+    g = p.add_argument_group("recipe")
+    g.add_argument("--preset", default="default", choices=list(presets.PRESETS),
+                   help="a measured recipe (fastmlp/presets.py) whose values become the defaults of the flags "
+                        "below; flags given still win (default: %(default)s)")
     g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=_hidden, default=d["hidden"],
+                   help=f"hidden layer sizes, e.g. 256,128; --sizes wins (default: {','.join(map(str, d['hidden']))})")
     g.add_argument(
         "--sizes",
         type=_sizes,
         default=None,
-        help="layer sizes including input and output, e.g. 784,128,64,10 "
-        f"(default: features,{','.join(map(str, d['hidden']))},classes)",
+        help="layer sizes including input and output, e.g. 784,128,64,10 (default: features,--hidden,classes)",
     )
     g.add_argument("--activation", default=d["activation"], choices=["relu", "sigmoid", "tanh"],
                    help="hidden-layer activation (default: %(default)s)")
@@ -115,8 +129,20 @@ def build_parser():
     g.add_argument("--lr", type=_positive(float), default=d["lr"], help="(peak) learning rate (default: %(default)s)")
     g.add_argument("--momentum", type=_fraction, default=d["momentum"], help="for momentum / nesterov (default: %(default)s)")
     g.add_argument("--weight-decay", type=_non_negative(float), default=d["weight_decay"], help="L2 penalty on weights (default: %(default)s)")
-    g.add_argument("--schedule", default=d["schedule"], choices=["constant", "step", "cosine"],
+    g.add_argument("--schedule", default=d["schedule"], choices=list(SCHEDULES),
                    help="learning-rate schedule (default: %(default)s)")
+    g.add_argument("--warmup", type=_non_negative(float), default=d["warmup"],
+                   help="epochs of linear learning-rate warm-up (a fraction is fine); for onecycle, its rising part "
+                        "(default: %(default)s)")
+    g.add_argument("--dropout", type=_fraction, default=d["dropout"],
+                   help="drop probability of hidden units in training (default: %(default)s)")
+    g.add_argument("--label-smoothing", type=_fraction, default=d["label_smoothing"],
+                   help="train on (1 - eps) one-hot + eps / classes (default: %(default)s)")
+    g.add_argument("--target-accuracy", type=_accuracy, default=None, metavar="A",
+                   help="stop once the validation accuracy (the test accuracy without --val-split) reaches A, "
+                        "e.g. 0.98 (default: train all --epochs)")
+    g.add_argument("--eval-every", type=_positive(int), default=None, metavar="STEPS",
+                   help="with --target-accuracy: also check every STEPS steps (default: after each epoch only)")
     g.add_argument("--batch-size", type=_positive(int), default=d["batch_size"], help="mini-batch size (default: %(default)s)")
     g.add_argument("--epochs", type=_positive(int), default=d["epochs"], help="epochs to train (default: %(default)s)")
     g.add_argument("--seed", type=_non_negative(int), default=d["seed"],
@@ -138,6 +164,7 @@ def build_parser():
                    help="with --resume: continue even if the data's fingerprint differs from the run's")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    g.add_argument("--verbose", action="store_true", help="also name the BLAS, its kernels and threads")
     g.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return p
 
@@ -159,10 +186,31 @@ def split_validation(x, y, fraction, seed):
 TRAINING_SETTINGS = (
     "dataset", "val_split", "sizes", "activation", "init", "init_std", "dtype", "optimizer", "lr",
     "momentum", "weight_decay", "schedule", "batch_size", "epochs", "seed", "checkpoint_every",
+    "preset", "warmup", "dropout", "label_smoothing", "target_accuracy", "eval_every",
 )
+# What the recipe settings were before a checkpoint recorded them: the run trained
+# without them (and its other settings are those of today's 'classic' preset).
+_UNRECORDED = {"preset": "classic", "warmup": 0.0, "dropout": 0.0, "label_smoothing": 0.0,
+               "target_accuracy": None, "eval_every": None}
 # Copies of the parameters a training run holds: parameters, gradients, two
 # optimiser states and the host copy written to the checkpoint.
 _TRAINING_COPIES = 5
+
+
+def parse_args(parser, argv=None):
+    """``parser.parse_args`` with the values of the chosen ``--preset`` as the defaults."""
+    chosen, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**presets.preset(chosen.preset))
+    return parser.parse_args(argv)
+
+
+def recipe_lines(args, log):
+    """The run's recipe: the preset and the flags it stands for, and what was changed."""
+    values = presets.preset(args.preset)
+    log(f"preset {args.preset}: {presets.as_flags(values)}")
+    changed = {k: getattr(args, k) for k, v in values.items() if getattr(args, k) != v}
+    if changed:
+        log(f"changed from the preset: {presets.as_flags(changed)}")
 
 
 def given_flags(argv=None):
@@ -192,7 +240,8 @@ def checkpoint_settings(saved, path):
     settings, bad = {}, []
     for key in TRAINING_SETTINGS:
         try:
-            settings[key] = _parse_like(actions[key], saved[key])
+            settings[key] = _UNRECORDED[key] if key in _UNRECORDED and key not in saved else \
+                _parse_like(actions[key], saved[key])
         except (KeyError, argparse.ArgumentTypeError, ValueError, TypeError):
             bad.append(key)
     if bad:
@@ -302,20 +351,24 @@ def _run_in(out, args, given, backend, state, log):
         _check_resume_flags(args, given, settings, out)
         vars(args).update(settings)
         state.saved = ck["epochs_done"]
-        if ck["epochs_done"] >= args.epochs and all((out / f).is_file() for f in ("model.npz", "metrics.json")):
+        target = ck["history"].get("target") or {}
+        if ((ck["epochs_done"] >= args.epochs or target.get("reached"))
+                and all((out / f).is_file() for f in ("model.npz", "metrics.json"))):
             accuracy = next((a for a in reversed(ck["history"].get("test_acc", [])) if a is not None), None)
-            log(f"the run in {out} finished all {args.epochs} epochs"
+            log((f"the run in {out} finished all {args.epochs} epochs" if ck["epochs_done"] >= args.epochs else
+                 f"the run in {out} reached its target accuracy after epoch {ck['epochs_done']}")
                 + (f" (test accuracy {100 * accuracy:.2f}%)" if accuracy is not None else "")
                 + "; nothing to do, nothing rewritten")
             return resumed[0], ck["history"], out
         data_dir, record = _data_record(ck, args.data_dir, out / NAME)
 
     t_load = time.perf_counter()
-    ds = load_dataset(args.dataset, data_dir=data_dir, download=not (args.no_download or args.resume))
+    # uint8 pixels: the trainer keeps them so on the device and scales each batch
+    ds = load_dataset(args.dataset, data_dir=data_dir, download=not (args.no_download or args.resume), normalize=False)
     t_load = time.perf_counter() - t_load
     if record is not None and not args.allow_other_data:
         _check_same_data(ds, record, out)
-    sizes = args.sizes or (ds.n_features, *DEFAULTS["hidden"], ds.n_classes)
+    sizes = args.sizes or (ds.n_features, *args.hidden, ds.n_classes)
     if sizes[0] != ds.n_features:
         raise ConfigError(f"--sizes starts with {sizes[0]} but {args.dataset} rows have {ds.n_features} features; start --sizes with {ds.n_features}")
     if sizes[-1] != ds.n_classes:
@@ -330,22 +383,21 @@ def _run_in(out, args, given, backend, state, log):
     else:
         model = MLP(sizes, args.activation, args.init, args.init_std, args.dtype, backend, seed=args.seed)
     model.class_names = list(ds.class_names)
-    trainer = Trainer(
-        model,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        schedule=args.schedule,
-        seed=args.seed,
-        progress=not args.quiet,
-        log=log if not args.quiet else None,
-        cuda_graph=args.cuda_graph,
-    )
+    trainer = Trainer(model, **presets.trainer_kwargs(args), progress=not args.quiet,
+                      log=log if not args.quiet else None, cuda_graph=args.cuda_graph)
     if resumed:
         restore(trainer, resumed[1], resumed[2], out / NAME)
         log(f"resuming {out} after epoch {trainer.epochs_done} of {args.epochs}")
+    recipe_lines(args, log)
+    if args.verbose:
+        from .blas import describe
+
+        log(f"BLAS: {describe()}")
+    if not backend.is_gpu:
+        from .blas import notice
+
+        if notice():
+            log(notice())
     log(f"device {backend.name}; data {ds.source} ({len(x_tr)} train, {len(ds.x_test)} test"
         + (f", {len(x_val)} validation" if x_val is not None else "") + f", loaded in {t_load:.1f} s)")
     log(f"model {'-'.join(map(str, sizes))} {args.activation} ({model.n_params:,} parameters, {model.dtype.name}); "
@@ -356,7 +408,8 @@ def _run_in(out, args, given, backend, state, log):
     every = args.checkpoint_every
 
     def checkpoint(tr):
-        if every and (tr.epochs_done % every == 0 or tr.epochs_done == args.epochs):
+        stopping = (tr.history.get("target") or {}).get("reached")  # the last epoch of a run that reached its target
+        if every and (tr.epochs_done % every == 0 or tr.epochs_done == args.epochs or stopping):
             with deferred():  # a signal now waits until the checkpoint on disk is the one recorded
                 save_checkpoint(out / NAME, tr, settings, ds.class_names, data)
                 state.saved = tr.epochs_done
@@ -395,6 +448,8 @@ def _run_in(out, args, given, backend, state, log):
         ],
         "iter_loss": history["iter_loss"],
         "steps_per_epoch": history["steps_per_epoch"],
+        "preset": {"name": args.preset, "flags": presets.as_flags(presets.preset(args.preset))},
+        "target": history.get("target"),
     }
     io.atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=1, default=str).encode()))
     written = ["model.npz", "metrics.json"] + ([NAME] if every else [])
@@ -404,7 +459,8 @@ def _run_in(out, args, given, backend, state, log):
         plots.plot_confusion(ds.y_test, y_pred, ds.class_names, out / "confusion.png", title=f"{args.dataset} test set")
         plots.plot_samples(ds.x_test, ds.y_test, y_pred, ds.class_names, out / "samples.png", title=f"{args.dataset} test images: true → predicted")
         written += ["history.png", "confusion.png", "samples.png"]
-    log(f"test accuracy {100 * test_acc:.2f}% after {args.epochs} epoch{'s' if args.epochs != 1 else ''} in {total:.1f} s on {backend.name}")
+    done = trainer.epochs_done
+    log(f"test accuracy {100 * test_acc:.2f}% after {done} epoch{'s' if done != 1 else ''} in {total:.1f} s on {backend.name}")
     log(f"wrote {', '.join(written)} to {out}")
     return model, history, out
 
@@ -441,7 +497,7 @@ def _stderr(text):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         with signals_raise():
             run(args, log=_Stdout(), given=given_flags(argv), warn=_stderr)

@@ -19,6 +19,7 @@ import numpy as np
 from . import checks
 from .backend import namespace_of
 from .errors import ConfigError, divergence_error
+from .model import input_scale
 from .optim import make_optimizer, make_schedule
 from .step import TrainStep, check_graph_options
 
@@ -64,6 +65,37 @@ def _check_permutation(perm, n, name):
     return p.astype(np.int64, copy=False)
 
 
+class _TargetWatch:
+    """Stops training once the accuracy on one split reaches ``accuracy``.
+
+    Checked every ``every`` steps and after each epoch; the evaluation time is
+    kept apart (``eval_seconds``) so the training clock leaves it out."""
+
+    def __init__(self, model, accuracy, split, key, X, y, every):
+        self.model, self.accuracy, self.X, self.y, self.every = model, accuracy, X, y, every
+        self.split, self.key = split, key  # 'validation' | 'test', and its history column
+        self.eval_seconds = 0.0
+        self.reached = None  # (global step, accuracy) once reached
+
+    def check(self, step_count):
+        """Evaluate now (after ``step_count`` steps); True when the target is reached."""
+        self.model.backend.synchronize()  # the queued training steps are not evaluation time
+        t0 = time.perf_counter()
+        acc = evaluate(self.model, self.X, self.y)[1]
+        self.eval_seconds += time.perf_counter() - t0
+        return self.seen(step_count, acc)
+
+    def due(self, step_count):
+        """For Trainer.train_epoch's ``stop``: evaluate every ``every`` steps."""
+        return step_count % self.every == 0 and self.check(step_count)
+
+    def seen(self, step_count, acc):
+        """Note an accuracy measured after ``step_count`` steps; True once the target is reached."""
+        if self.reached is None and acc >= self.accuracy:
+            self.reached = (step_count, acc)
+        return self.reached is not None
+
+
 def _epoch_seed(seed, epoch):
     """A 32-bit seed for one epoch's shuffle, derived from (seed, epoch)."""
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
@@ -72,7 +104,14 @@ def _epoch_seed(seed, epoch):
 class Trainer:
     """Mini-batch training of an :class:`~fastmlp.model.MLP` with a fused loss kernel.
 
-    optimizer: 'sgd' | 'momentum' | 'nesterov' | 'adam'; schedule: 'constant' | 'step' | 'cosine'.
+    optimizer: 'sgd' | 'momentum' | 'nesterov' | 'adam'; schedule: 'constant' | 'step' |
+    'cosine' | 'onecycle' (see :func:`~fastmlp.optim.make_schedule`), with a linear
+    warm-up over the first ``warmup`` epochs (a fraction is fine). ``dropout`` (a
+    probability) drops hidden units in training, ``label_smoothing`` (eps) trains
+    on targets (1 - eps) one-hot + eps / classes. ``target_accuracy`` stops
+    training when the validation accuracy (the test accuracy if there is no
+    validation set) reaches it, checked every ``eval_every`` steps (default: after
+    each epoch) outside the training clock; ``history['target']`` says when.
     cuda_graph: 'auto' (on a GPU, replay the step as a CUDA graph when it can be
     captured, else run it eagerly and say why in ``graph_info``), 'on' (capture
     or raise), 'off' (eager). graph_scope: 'step' (a graph per step) or 'epoch'
@@ -93,6 +132,11 @@ class Trainer:
         log=print,
         cuda_graph="auto",
         graph_scope="step",
+        warmup=0.0,
+        dropout=0.0,
+        label_smoothing=0.0,
+        target_accuracy=None,
+        eval_every=None,
     ):
         batch_size = checks.integer("batch_size", batch_size, 1)
         lr = checks.positive("lr", lr)
@@ -112,6 +156,14 @@ class Trainer:
             raise ConfigError(f"cuda_graph='on' needs a CUDA device, but the model is on {model.backend.name}; "
                               "use 'auto' or 'off'")
         self.cuda_graph, self.graph_scope = cuda_graph, graph_scope
+        self.warmup = checks.non_negative("warmup", warmup)
+        self.dropout = checks.fraction("dropout", dropout)
+        self.label_smoothing = checks.fraction("label_smoothing", label_smoothing)
+        if self.label_smoothing and model.loss_op != "softmax_xent":
+            raise ConfigError(f"label_smoothing needs the softmax loss, not loss={model.loss!r}")
+        self.target_accuracy = None if target_accuracy is None else checks.fraction("target_accuracy",
+                                                                                     target_accuracy, True)
+        self.eval_every = None if eval_every is None else checks.integer("eval_every", eval_every, 1)
         self.track_weight_sq = False  # MLPClassifier: |W|^2 before each step, for its loss
         self.graph_info = {"mode": "eager", "scope": None, "reason": "no epoch run yet"}
         self._step = None
@@ -136,17 +188,25 @@ class Trainer:
         momentum = f", momentum={opt.momentum:g}" if getattr(opt, "momentum", 0) else ""
         graphs = "" if (self.cuda_graph, self.graph_scope) == ("auto", "step") else \
             f", cuda_graph={self.cuda_graph!r}, graph_scope={self.graph_scope!r}"
+        recipe = "".join(f", {k}={v!r}" for k, v in self.recipe().items() if v not in (0.0, None))
         return (
             f"Trainer({self.model!r}, optimizer={self.optimizer_name!r}, lr={self.lr:g}{momentum}, "
             f"weight_decay={opt.weight_decay:g}, batch_size={self.batch_size}, schedule={self.schedule_name!r}, "
-            f"seed={self.seed}{graphs}, epochs_done={self.epochs_done})"
+            f"seed={self.seed}{recipe}{graphs}, epochs_done={self.epochs_done})"
         )
 
+    def recipe(self):
+        """The recipe options beyond the optimiser's: warm-up, regularisers, target."""
+        return {"warmup": self.warmup, "dropout": self.dropout, "label_smoothing": self.label_smoothing,
+                "target_accuracy": self.target_accuracy, "eval_every": self.eval_every}
+
     def prepare(self, X, y, what="training data", y_name="y"):
-        """X, y copied to the device (once) in the model's dtype and checked; ``y_name``
-        names the labels' argument in errors."""
+        """X, y copied to the device (once) and checked: X in the model's dtype, or kept
+        as uint8 (pixels, which the step scales by 1/255 as it gathers each batch);
+        ``y_name`` names the labels' argument in errors."""
         bk, m = self.backend, self.model
-        X = bk.asarray(X, dtype=m.dtype)
+        pixels = getattr(X, "dtype", None) == np.uint8
+        X = bk.asarray(X, dtype=None if pixels else m.dtype)
         y = y if hasattr(y, "dtype") else np.asarray(y)
         checks.whole_labels(y_name, y, namespace_of(y))
         y = bk.asarray(y, dtype=np.int64)
@@ -182,23 +242,57 @@ class Trainer:
             permutations = [_check_permutation(p, n, f"permutations[{i}]") for i, p in enumerate(permutations)]
         steps = -(-n // min(self.batch_size, n))
         total = total_epochs or self.epochs_done + int(epochs)
-        schedule = make_schedule(self.schedule_name, self.lr, steps * total, steps)
+        schedule = make_schedule(self.schedule_name, self.lr, steps * total, steps,
+                                 warmup_steps=round(self.warmup * steps))
+        watch = self._watch(evals)
+        self.prepare_step(X, y)  # compile (timed as history['compile_time']) before the clock starts
+        stop = watch.due if watch is not None and watch.every else None
         for i in range(int(epochs)):
             epoch = self.epochs_done + 1
             lr_epoch = schedule(self.step_count)
             bar = self._bar(steps, epoch)
             self.backend.synchronize()
             t0 = time.perf_counter()
-            losses = self.train_epoch(X, y, schedule, None if permutations is None else permutations[i], bar)
-            elapsed = time.perf_counter() - t0
+            eval_before = watch.eval_seconds if watch else 0.0
+            losses = self.train_epoch(X, y, schedule, None if permutations is None else permutations[i], bar, stop=stop)
+            elapsed = time.perf_counter() - t0 - ((watch.eval_seconds - eval_before) if watch else 0.0)
             if bar is not None:
                 bar.close()
-            self._record(epoch, losses, self._step.rows, elapsed, n, lr_epoch, X, y, evals)
+            rows = self._step.rows[: len(losses)]
+            self._record(epoch, losses, rows, elapsed, int(rows.sum()), lr_epoch, X, y, evals)
+            reached = watch is not None and watch.seen(self.step_count, self.history[watch.key][-1])
+            if reached:
+                self._reached(watch)  # before on_epoch: a checkpoint then records it
             if on_epoch is not None:
                 on_epoch(self)
+            if reached:
+                break
         return self.history
 
-    def train_epoch(self, X, y, lr, permutation=None, bar=None, row_scale=None, step_rows=None):
+    def _watch(self, evals):
+        """The _TargetWatch for ``target_accuracy`` (None without one), logged once."""
+        if self.target_accuracy is None:
+            return None
+        if not evals:
+            raise ConfigError("target_accuracy needs data to measure it on: pass X_val, y_val or X_test, y_test")
+        name, split, key = ("val", "validation", "val_acc") if "val" in evals else ("test", "test", "test_acc")
+        watch = _TargetWatch(self.model, self.target_accuracy, split, key, *evals[name], self.eval_every)
+        every = f"every {self.eval_every} steps and " if self.eval_every else ""
+        self.log(f"stopping at {100 * self.target_accuracy:g}% {split} accuracy"
+                 + (" (there is no validation split)" if name == "test" else "") + f", checked {every}after each epoch")
+        self.history["target"] = {"accuracy": self.target_accuracy, "split": split, "eval_every": self.eval_every,
+                                  "reached": False}
+        return watch
+
+    def _reached(self, watch):
+        step, acc = watch.reached
+        seconds = float(sum(self.history["epoch_time"]))
+        self.history["target"].update(reached=True, step=step, epoch=self.epochs_done, accuracy_reached=acc,
+                                      train_seconds=seconds)
+        self.log(f"reached {100 * acc:.2f}% {watch.split} accuracy after {step} steps (epoch {self.epochs_done}, "
+                 f"{seconds:.2f} s of training): stopping")
+
+    def train_epoch(self, X, y, lr, permutation=None, bar=None, row_scale=None, step_rows=None, stop=None):
         """One pass over X, y (device arrays from :meth:`prepare`) in mini-batches.
 
         ``lr`` is a number or a function of the global step count, evaluated for
@@ -214,7 +308,9 @@ class Trainer:
         row_scale starts or stops being given), and ``step_rows`` (steps,) host
         numbers replace each step's row count as the ``rows`` of the optimiser's
         decay_per_row / rows. Both are written to the device once, with the epoch's
-        rates.
+        rates. ``stop(steps done in all)``, if given, is asked after every step but the
+        last; True ends the epoch there (then only the steps run are returned and
+        counted).
         """
         bk = self.backend
         with bk.activate():
@@ -233,12 +329,23 @@ class Trainer:
             rows = step.rows if step_rows is None else step_rows
             wds = [self.optimizer.decay(float(r)) for r in rows]
             step.start_epoch(perm, lrs, wds, self.optimizer.t, row_scale)
-            step.run_epoch(None if bar is None else (lambda: bar.update(1)))
-            losses = bk.to_host(step.step_loss).astype(np.float64) / step.rows  # the one sync of the epoch
+            on_step = None if bar is None else (lambda: bar.update(1))
+            ran = step.steps
+            if stop is None:
+                step.run_epoch(on_step)
+            else:
+                for s in range(step.steps):
+                    step.run(s)
+                    if on_step is not None:
+                        on_step()
+                    if s + 1 < step.steps and stop(self.step_count + s + 1):
+                        ran = s + 1
+                        break
+            losses = bk.to_host(step.step_loss)[:ran].astype(np.float64) / step.rows[:ran]  # the one sync of the epoch
             if step.weight_sq is not None:
                 self.epoch_weight_sq = bk.to_host(step.weight_sq).astype(np.float64)
-        self.optimizer.t += step.steps
-        self.step_count += step.steps
+        self.optimizer.t += ran
+        self.step_count += ran
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             raise divergence_error(self, epoch, losses, bad[0], lrs[bad[0]])
@@ -250,17 +357,19 @@ class Trainer:
         built, warmed up (compiling the kernels, timed as ``history['compile_time']``)
         and, on a GPU, captured as CUDA graphs on first use; reused while X, y, the
         batch size, the optimiser's settings and ``scale_rows`` (whether rows are
-        weighted) stay the same."""
+        weighted) stay the same, and so do dropout, label smoothing and the seed."""
         with self.backend.activate():
             step = self._step
+            recipe = (self.dropout, self.label_smoothing, int(self.seed))
             current = (step is not None and step.batch == min(self.batch_size, X.shape[0])
                        and step.still_valid(X, y, self.optimizer)
                        and (step.weight_sq is not None or not self.track_weight_sq)
-                       and (step.row_scale is not None) == bool(scale_rows))
+                       and (step.row_scale is not None) == bool(scale_rows)
+                       and step.recipe == recipe)
             if not current:
                 self._step = None  # free the old buffers first
                 step = TrainStep(self.model, self.optimizer, X, y, self.batch_size, self.track_weight_sq,
-                                 bool(scale_rows))
+                                 bool(scale_rows), *recipe)
                 t0 = time.perf_counter()
                 step.warm_up()
                 step.capture(self.cuda_graph, self.graph_scope)
@@ -328,9 +437,12 @@ def _evaluate(model, X, y, batch_size):
         ws = model._eval_ws = model.workspace(bs)
     loss_sum = xp.zeros((), dtype=np.float64)
     correct = xp.zeros((), dtype=np.int64)
+    scale = model.dtype.type(input_scale(X.dtype))
     for start in range(0, n, bs):
         xb, yb = X[start : start + bs], y[start : start + bs]
         k = xb.shape[0]
+        if scale != 1:  # uint8 pixels: converted as the gather kernel does, into the workspace
+            xb = xp.multiply(xb, scale, out=ws.x[:k], dtype=model.dtype)
         logits = model.forward(xb, ws)
         pred = logits[:, 0] > 0 if model.loss == "logistic" else logits.argmax(axis=1)
         correct += (pred == yb).sum()

@@ -7,9 +7,15 @@ CUDA kernel (``numba.cuda.jit``). The tests compare both with the same reference
 
 A training step is only these calls, on preallocated buffers, all in place:
 
-    gather_batch(X, y, perm, state, batch, xb, yb)   the step's rows, by perm and state[0]
+    gather_batch(X, y, perm, state, batch, xb, yb, scale)
+                                                     the step's rows, by perm and state[0], times
+                                                     scale (1/255 for uint8 pixels)
     linear_forward(a, W, b, out, code)               out = act(a @ W + b)
-    softmax_xent(logits, labels, row_loss)           logits -> dlogits, row_loss <- loss per row
+    dropout(x, out, state, seed, layer, p)           only with dropout: out = x * keep / (1 - p), the
+                                                     mask a hash of (seed, state[1], layer, element);
+                                                     after each hidden layer's forward and backward
+    softmax_xent(logits, labels, row_loss, smoothing)
+                                                     logits -> dlogits, row_loss <- loss per row
       or logistic_xent(logits, labels, row_loss)     the same for one logistic output, logits (B, 1)
     scale_rows(dlogits, row_loss, row_scale, state, batch)
                                                      only for weighted rows: row i of both times
@@ -54,6 +60,7 @@ from .bias_act_forward import (
     bias_act_forward_cpu,
     bias_act_forward_reference,
 )
+from .dropout import _dropout_cuda, dropout_args, dropout_cpu, dropout_mask_reference, dropout_reference
 from .gather_batch import _gather_batch_cuda, gather_batch_cpu, gather_batch_reference
 from .linear_backward import linear_backward_cpu, linear_backward_reference
 from .linear_forward import linear_forward_cpu, linear_forward_reference
@@ -99,6 +106,8 @@ __all__ = [
     "bias_act_forward_reference",
     "gather_batch_reference",
     "scale_rows_reference",
+    "dropout_reference",
+    "dropout_mask_reference",
     "sum_into_reference",
     "softmax_xent_reference",
     "logistic_xent_reference",
@@ -118,6 +127,7 @@ class KernelSet(NamedTuple):
 
     gather_batch: Callable
     linear_forward: Callable
+    dropout: Callable
     softmax_xent: Callable
     logistic_xent: Callable
     scale_rows: Callable
@@ -136,6 +146,7 @@ class KernelSet(NamedTuple):
 CPU_KERNELS = KernelSet(
     gather_batch=gather_batch_cpu,
     linear_forward=linear_forward_cpu,
+    dropout=dropout_cpu,
     softmax_xent=softmax_xent_cpu,
     logistic_xent=logistic_xent_cpu,
     scale_rows=scale_rows_cpu,
@@ -176,15 +187,20 @@ def cuda_kernels(stream=None):
     def blocks(n):
         return max(1, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
 
-    def gather_batch(X, y, perm, state, batch, xb, yb):
+    def gather_batch(X, y, perm, state, batch, xb, yb, scale=1.0):
         grid = (blocks(xb.shape[1]), xb.shape[0])
         _gather_batch_cuda[grid, THREADS_PER_BLOCK, stream](
-            view(X), view(y), view(perm), view(state), batch, view(xb), view(yb)
+            view(X), view(y), view(perm), view(state), batch, view(xb), view(yb), xb.dtype.type(scale)
         )
 
-    def softmax_xent(logits, labels, row_loss):
+    def dropout(x, out, state, seed, layer, p):
+        _dropout_cuda[blocks(x.size), THREADS_PER_BLOCK, stream](
+            view(x), view(out), view(state), *dropout_args(x.dtype, seed, layer, p)
+        )
+
+    def softmax_xent(logits, labels, row_loss, smoothing=0.0):
         _softmax_xent_cuda[blocks(logits.shape[0]), THREADS_PER_BLOCK, stream](
-            view(logits), view(labels), view(row_loss)
+            view(logits), view(labels), view(row_loss), logits.dtype.type(smoothing)
         )
 
     def logistic_xent(logits, labels, row_loss):
@@ -238,6 +254,7 @@ def cuda_kernels(stream=None):
     return KernelSet(
         gather_batch=gather_batch,
         linear_forward=linear_forward,
+        dropout=dropout,
         softmax_xent=softmax_xent,
         logistic_xent=logistic_xent,
         scale_rows=scale_rows,

@@ -41,7 +41,10 @@ def test_epoch_benchmark_table_json_plot_and_skipped_rows(tiny, tmp_path):
     systems = {(row["key"], row["device"]) for row in r["results"]}
     assert ("fastmlp", "cpu") in systems and ("numpy", "cpu") in systems
     for row in r["results"]:
-        assert row["median_epoch_s"] > 0 and 0 <= row["test_accuracy"] <= 1 and row["ratio_to_fastmlp"] > 0
+        assert row["median_epoch_s"] > 0 and row["ratio_to_fastmlp"] > 0
+        assert row["test_accuracy"] is None if row["key"] == "gemm" else 0 <= row["test_accuracy"] <= 1
+    assert ("gemm", "cpu") in systems, "the GEMM-only floor runs beside the systems"
+    assert r["machine"]["blas_runtime"] and r["settings"]["fastmlp_input"].startswith("uint8")
     assert next(row for row in r["results"] if row["key"] == "fastmlp")["ratio_to_fastmlp"] == 1.0
     # every system asked for is a row or a skipped entry with its reason, on every device
     for key in ("fastmlp", "numpy", "torch", "sklearn"):
@@ -59,11 +62,31 @@ def test_scaling_and_time_to_accuracy(tiny, tmp_path):
     assert [p["batch_size"] for p in s["batch"]["cpu"]] == [32, 64]
     assert len(s["width"]["cpu"]) == 2 and all(p["samples_per_s"] > 0 for p in s["width"]["cpu"])
     assert (tmp_path / "scaling-t.png").exists()
-    run("time_to_accuracy", "--device", "cpu", "--data-dir", tiny, "--target", 0.5, "--max-epochs", 5,
-        "--label", "t", results=tmp_path)
+    run("time_to_accuracy", "--device", "cpu", "cuda", "--data-dir", tiny, "--target", 0.5, "--presets", "fast",
+        "--seeds", 0, 1, "--eval-every", 2, "--max-epochs", 5, "--label", "t", results=tmp_path)
     t = json.loads((tmp_path / "time-to-accuracy-t.json").read_text())
-    (row,) = t["results"]
-    assert row["device"] == "cpu" and row["reached"] and 1 <= row["epochs"] <= 5 and row["seconds"] > 0
+    preset_rows = [row for row in t["results"] if row["recipe"] == "--preset fast"]
+    assert [row["seed"] for row in preset_rows] == [0, 1]
+    for row in preset_rows:  # stopped at a check: every 2 steps, or the end of an epoch (3 steps of 128)
+        assert row["device"] == "cpu" and row["reached"] and row["seconds"] > 0 and row["accuracy"] >= 0.5
+        assert row["steps"] % 2 == 0 or row["steps"] % 3 == 0 and row["epochs"] == row["steps"] / 3
+    same = {row["key"]: row for row in t["results"] if row["recipe"].startswith("same")}
+    assert "fastmlp" in same and "numpy" in same and ("torch" in same or "torch (cpu)" in t["skipped"])
+    assert all(1 <= row["epochs"] <= 5 and len(row["curve"]) == row["epochs"] for row in same.values())
+    assert "fastmlp (cuda)" in t["skipped"] or any(row["device"].startswith("cuda") for row in t["results"])
+
+
+def test_recipes_runs_each_change_of_a_preset_over_the_seeds(tiny, tmp_path):
+    log = tmp_path / "recipes.log"
+    out = run("recipes", "--preset", "fast", "--try", "epochs=1 batch_size=32", "epochs=2 batch_size=32 hidden=16",
+              "--seeds", 0, 1, "--data-dir", tiny.parent, "--label", "t", "--log", log, results=tmp_path)
+    r = json.loads((tmp_path / "recipes-t.json").read_text())
+    assert [x["changes"] for x in r["recipes"]] == ["epochs=1 batch_size=32", "epochs=2 batch_size=32 hidden=16"]
+    assert "--hidden 16" in r["recipes"][1]["flags"] and r["machine"]["blas_runtime"]
+    res = r["recipes"][1]["results"]["mnist"]
+    assert [row["seed"] for row in res["runs"]] == [0, 1] and len(res["runs"][0]["test_acc_per_epoch"]) == 2
+    assert res["min_test_accuracy"] <= res["mean_test_accuracy"] and res["mean_train_seconds"] > 0
+    assert log.read_text().splitlines()[-1] == out.strip().splitlines()[-1]
 
 
 def test_sklearn_fit_profile_and_report(tiny, tmp_path):

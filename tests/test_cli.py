@@ -27,7 +27,7 @@ def test_trains_and_writes_model_metrics_and_plots(tiny_dir, tmp_path, capsys):
     assert code == 0
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "confusion.png", "history.png", "metrics.json", "model.npz", "samples.png"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert len(metrics["epochs"]) == 3 and metrics["sizes"] == [784, 128, 64, 10]
+    assert len(metrics["epochs"]) == 3 and metrics["sizes"] == [784, *fastmlp.presets.DEFAULT["hidden"], 10]
     assert metrics["test_accuracy"] > 0.9  # the tiny set is easy: one bright bar per class
     for png in ("history.png", "confusion.png", "samples.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -56,11 +56,47 @@ def test_no_plots_and_per_epoch_lines(tiny_dir, tmp_path, capsys):
         (["--lr", "-0.1"], "--lr: must be > 0"),
         (["--sizes", "784"], "at least two"),
         (["--activation", "swish"], "invalid choice"),
+        (["--preset", "fastest"], "invalid choice"),
+        (["--schedule", "linear"], "invalid choice"),
+        (["--dropout", "1"], "--dropout: must be in [0, 1)"),
+        (["--label-smoothing", "-0.1"], "--label-smoothing: must be a finite number >= 0"),
+        (["--target-accuracy", "98"], "fraction in (0, 1]"),
+        (["--eval-every", "0"], "--eval-every: must be > 0"),
+        (["--hidden", "128,0"], "hidden sizes must be positive"),
     ],
 )
 def test_usage_errors_exit_2(args, message):
     code, _, err = _cli(*args)
     assert code == 2 and message in err
+
+
+def test_preset_flags_come_first_and_go_to_metrics_and_given_flags_win(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--data-dir", str(tiny_dir), "--preset", "fast", "--epochs", "2", "--batch-size", "32", "--hidden", "32",
+            "--dropout", "0.1", "--label-smoothing", "0.1", "--schedule", "onecycle", "--out", str(out), "--no-plots"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    flags = fastmlp.presets.as_flags(fastmlp.presets.PRESETS["fast"])
+    assert lines[0] == f"preset fast: {flags}"
+    assert lines[1] == "changed from the preset: --hidden 32 --schedule onecycle --batch-size 32 --epochs 2 " \
+                       "--dropout 0.1 --label-smoothing 0.1"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["preset"] == {"name": "fast", "flags": flags}
+    assert metrics["sizes"] == [784, 32, 10] and len(metrics["epochs"]) == 2
+    s = metrics["settings"]
+    assert (s["dropout"], s["label_smoothing"], s["schedule"], s["lr"]) == (0.1, 0.1, "onecycle", 0.2)
+
+
+def test_target_accuracy_stops_the_run_and_verbose_names_the_blas(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--data-dir", str(tiny_dir), "--epochs", "5", "--batch-size", "16", "--target-accuracy", "0.5",
+            "--eval-every", "3", "--out", str(out), "--no-plots", "--verbose"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "BLAS: " in text and " kernels, " in text and " threads)" in text
+    target = json.loads((out / "metrics.json").read_text())["target"]
+    assert target["reached"] and target["split"] == "test" and target["step"] < 5 * 15
+    assert "reached" in text and "stopping" in text
 
 
 def _assert_one_line_error(code, err, *needles):

@@ -27,6 +27,29 @@ def test_softmax_xent_matches_reference(dtype):
     check_loss_kernel(on_cpu(kernels.CPU_KERNELS.softmax_xent), kernels.softmax_xent_reference, cases, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_with_label_smoothing_matches_reference(dtype):
+    rng = np.random.default_rng(10)
+    for name, z, y in logits_cases(rng, dtype):
+        want_loss, want_grad = kernels.softmax_xent_reference(z, y, 0.1)
+        got, loss = z.copy(), np.empty(len(y), dtype=dtype)
+        kernels.CPU_KERNELS.softmax_xent(got, y, loss, 0.1)
+        assert_close(loss, want_loss, dtype, f"{name} smoothed loss", np.abs(z).max(axis=1))
+        assert_close(got, want_grad, dtype, f"{name} smoothed dlogits")
+        # the target still sums to 1, so every gradient row still sums to 0
+        assert_close(got.sum(axis=1), np.zeros(len(y)), dtype, f"{name} row sums", np.abs(got).sum(axis=1))
+
+
+def test_softmax_xent_smoothing_zero_is_the_plain_loss_bit_for_bit():
+    z = np.random.default_rng(11).standard_normal((9, 10)).astype(np.float32)
+    y = np.arange(9)
+    a, b = z.copy(), z.copy()
+    la, lb = np.empty(9, np.float32), np.empty(9, np.float32)
+    kernels.CPU_KERNELS.softmax_xent(a, y, la)
+    kernels.CPU_KERNELS.softmax_xent(b, y, lb, 0.0)
+    assert np.array_equal(a, b) and np.array_equal(la, lb)
+
+
 def test_softmax_xent_extreme_values_are_exact_where_known():
     z = np.array([[1e4, -1e4, 0.0], [3.0, 3.0, 3.0]], dtype=np.float32)
     y = np.array([1, 2])
@@ -174,6 +197,59 @@ def test_gather_batch_takes_the_rows_of_the_current_step(dtype):
         kernels.CPU_KERNELS.gather_batch(X, y, perm, np.array([step, 99]), 4, xb[:k], yb[:k])
         want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, 4, k)
         assert np.array_equal(xb[:k], want_x) and np.array_equal(yb[:k], want_y)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_batch_scales_uint8_pixels_like_the_float_data(dtype):
+    rng = np.random.default_rng(6)
+    X = rng.integers(0, 256, (11, 784)).astype(np.uint8)
+    X[0, :3] = (0, 255, 128)
+    y, perm = rng.integers(0, 3, 11), rng.permutation(11)
+    normalized = np.divide(X, np.float32(255.0), dtype=np.float32)  # what load_mnist(normalize=True) gives
+    for step, k in ((0, 4), (2, 3)):
+        xb, yb = np.full((4, 784), np.nan, dtype=dtype), np.full(4, -1)
+        kernels.CPU_KERNELS.gather_batch(X, y, perm, np.array([step, 0]), 4, xb[:k], yb[:k], 1 / 255)
+        want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, 4, k, 1 / 255, dtype)
+        assert np.array_equal(xb[:k], want_x) and np.array_equal(yb[:k], want_y)
+        assert_close(xb[:k], normalized[perm[step * 4 : step * 4 + k]].astype(dtype), np.float32, "vs x / 255")
+
+
+DROPOUT_SHAPES = ((1, 1), (7, 5), (128, 129))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_matches_reference(dtype, p):
+    rng = np.random.default_rng(12)
+    for shape in DROPOUT_SHAPES:
+        x = rng.standard_normal(shape).astype(dtype)
+        want = kernels.dropout_reference(x, 7, 41, 2, p)
+        out = np.full_like(x, np.nan)
+        kernels.CPU_KERNELS.dropout(x, out, np.array([3, 41]), 7, 2, p)
+        assert_close(out, want, dtype, f"dropout p={p} {shape}")
+        kernels.CPU_KERNELS.dropout(x, x, np.array([3, 41]), 7, 2, p)  # in place, as the backward pass does
+        assert np.array_equal(x, out), "in place must give the same values"
+
+
+def test_dropout_masks_are_fresh_per_step_layer_and_seed_and_keep_1_minus_p():
+    def mask(seed, step, layer):
+        return kernels.dropout_mask_reference((256, 128), seed, step, layer, 0.3)
+
+    base = mask(0, 5, 1)
+    assert abs(base.mean() - 0.7) < 0.01
+    for other in (mask(1, 5, 1), mask(0, 6, 1), mask(0, 5, 2)):
+        assert 0.35 < (other == base).mean() < 0.75, "masks must be independent, not shifted copies"
+    assert np.array_equal(mask(0, 5, 1), base), "the same counters give the same mask"
+    # each element and its neighbours are uncorrelated
+    flat = base.reshape(-1).astype(float)
+    assert abs(np.corrcoef(flat[:-1], flat[1:])[0, 1]) < 0.02
+    assert kernels.dropout_mask_reference((4, 4), 0, 0, 1, 0.0).all()
+
+
+def test_dropout_multiplies_so_nan_stays_visible():
+    x = np.full((64, 64), np.nan, dtype=np.float32)
+    kernels.CPU_KERNELS.dropout(x, x, np.array([0, 0]), 0, 1, 0.5)
+    assert np.isnan(x).all()
 
 
 @pytest.mark.parametrize("squared", [False, True])

@@ -28,6 +28,7 @@ from fastmlp.kernels import (
     adam_update,
     backward_input,
     bias_act_forward,
+    dropout,
     gather_batch,
     linear_backward,
     linear_forward,
@@ -62,11 +63,16 @@ def _calls():
         return lambda: [fn(code) for code in codes]
 
     return {
-        "gather_batch": ((), lambda: cpu.gather_batch(X, perm % 3, perm, state, 4, np.zeros((4, 3), F),
-                                                      np.zeros(4, np.int64))),
+        "gather_batch": ((gather_batch._gather_batch_cpu,),
+                         lambda: [cpu.gather_batch(X, perm % 3, perm, state, 4, np.zeros((4, 3), F),
+                                                   np.zeros(4, np.int64)),
+                                  cpu.gather_batch(X.astype(np.uint8), perm % 3, perm, state, 4, np.zeros((4, 3), F),
+                                                   np.zeros(4, np.int64), 1 / 255)]),  # uint8 pixels, scaled
+        "dropout": ((dropout._dropout_cpu,), lambda: cpu.dropout(a, a.copy(), state, 3, 1, 0.25)),
         "linear_forward": ((bias_act_forward._bias_act_forward_cpu,),
                            each_code(lambda code: cpu.linear_forward(a, W, b, np.zeros((4, 3), F), code))),
-        "softmax_xent": ((softmax_xent._softmax_xent_cpu,), lambda: cpu.softmax_xent(z.copy(), y, np.ones(4, F))),
+        "softmax_xent": ((softmax_xent._softmax_xent_cpu,),
+                         lambda: [cpu.softmax_xent(z.copy(), y, np.ones(4, F), eps) for eps in (0.0, 0.1)]),
         "logistic_xent": ((logistic_xent._logistic_xent_cpu,),
                           lambda: cpu.logistic_xent(z1.copy(), y2, np.ones(4, F))),
         "scale_rows": ((scale_rows._scale_rows_cpu,),

@@ -43,6 +43,17 @@ def test_softmax_xent_matches_reference(launch, dtype):
     check_loss_kernel(on_cuda(launch.softmax_xent), kernels.softmax_xent_reference, cases, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_with_label_smoothing_matches_reference(launch, dtype):
+    rng = np.random.default_rng(10)
+    for name, z, y in logits_cases(rng, dtype, small=SMALL):
+        want_loss, want_grad = kernels.softmax_xent_reference(z, y, 0.1)
+        d_z, d_loss = cuda.to_device(z), cuda.to_device(np.zeros(len(y), dtype=dtype))
+        launch.softmax_xent(d_z, cuda.to_device(y), d_loss, 0.1)
+        assert_close(d_loss.copy_to_host(), want_loss, dtype, f"{name} smoothed loss", np.abs(z).max(axis=1))
+        assert_close(d_z.copy_to_host(), want_grad, dtype, f"{name} smoothed dlogits")
+
+
 def test_softmax_xent_out_of_range_label_gives_nan(launch):
     d_z = cuda.to_device(np.zeros((3, 4), dtype=np.float32))
     d_loss = cuda.to_device(np.zeros(3, dtype=np.float32))
@@ -150,6 +161,42 @@ def test_gather_batch_takes_the_rows_of_the_current_step(launch, dtype):
         want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, batch, k)
         assert np.array_equal(d_xb.copy_to_host(), want_x), f"rows of step {step}"
         assert np.array_equal(d_yb.copy_to_host(), want_y), f"labels of step {step}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_batch_scales_uint8_pixels(launch, dtype):
+    rng = np.random.default_rng(6)
+    X = rng.integers(0, 256, (11, 130 if not SMALL else 5)).astype(np.uint8)
+    y, perm = rng.integers(0, 3, 11), rng.permutation(11)
+    d_X, d_y, d_perm = cuda.to_device(X), cuda.to_device(y), cuda.to_device(perm)
+    for step, k in ((0, 4), (2, 3)):
+        d_xb = cuda.to_device(np.full((k, X.shape[1]), np.nan, dtype=dtype))
+        d_yb = cuda.to_device(np.full(k, -1))
+        launch.gather_batch(d_X, d_y, d_perm, cuda.to_device(np.array([step, 0])), 4, d_xb, d_yb, 1 / 255)
+        want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, 4, k, 1 / 255, dtype)
+        assert np.array_equal(d_xb.copy_to_host(), want_x), f"rows of step {step}"
+        assert np.array_equal(d_yb.copy_to_host(), want_y), f"labels of step {step}"
+
+
+# the simulator runs the hash in Python on NumPy scalars, which warn where the GPU just wraps
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("p", [0.0, 0.5])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_matches_reference_and_the_cpu_mask(launch, dtype, p):
+    # the mask is a hash of (seed, step, layer, element): the very same bits on both devices
+    rng = np.random.default_rng(12)
+    for shape in ((1, 1), (7, 5), (9, 31)) if SMALL else ((1, 1), (7, 5), (128, 129)):
+        x = rng.standard_normal(shape).astype(dtype)
+        want = kernels.dropout_reference(x, 7, 41, 2, p)
+        d_x, d_out = cuda.to_device(x), cuda.to_device(np.full_like(x, np.nan))
+        d_state = cuda.to_device(np.array([3, 41]))
+        launch.dropout(d_x, d_out, d_state, 7, 2, p)
+        assert_close(d_out.copy_to_host(), want, dtype, f"dropout p={p} {shape}")
+        cpu = np.empty_like(x)
+        kernels.CPU_KERNELS.dropout(x, cpu, np.array([3, 41]), 7, 2, p)
+        assert np.array_equal(d_out.copy_to_host() == 0, cpu == 0), "CPU and CUDA masks differ"
+        launch.dropout(d_x, d_x, d_state, 7, 2, p)  # in place
+        assert np.array_equal(d_x.copy_to_host(), d_out.copy_to_host())
 
 
 @pytest.mark.parametrize("squared", [False, True])

@@ -16,13 +16,14 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
-from numba import boolean, config, float32, float64, int64
+from numba import boolean, config, float32, float64, int64, uint8, uint64
 
 from fastmlp.kernels import (
     adam_update,
     advance,
     backward_input,
     bias_act_forward,
+    dropout,
     gather_batch,
     linear_backward,
     linear_forward,
@@ -42,11 +43,13 @@ pytestmark = pytest.mark.skipif(bool(config.ENABLE_CUDASIM), reason="the simulat
 def _signatures(t):
     mat, vec, ivec = t[:, ::1], t[::1], int64[::1]
     return {
-        "gather_batch": (gather_batch._gather_batch_cuda, (mat, ivec, ivec, ivec, int64, mat, ivec)),
+        "gather_batch": (gather_batch._gather_batch_cuda, (mat, ivec, ivec, ivec, int64, mat, ivec, t)),
+        "gather_batch_uint8": (gather_batch._gather_batch_cuda, (uint8[:, ::1], ivec, ivec, ivec, int64, mat, ivec, t)),
+        "dropout": (dropout._dropout_cuda, (mat, mat, ivec, uint64, uint64, uint64, t)),
         "sum_into": (sum_into._sum_into_cuda, (vec, vec, ivec, boolean)),
         "advance": (advance._advance_cuda, (ivec,)),
         "scale_rows": (scale_rows._scale_rows_cuda, (mat, vec, vec, ivec, int64)),
-        "softmax_xent": (softmax_xent._softmax_xent_cuda, (mat, int64[::1], vec)),
+        "softmax_xent": (softmax_xent._softmax_xent_cuda, (mat, int64[::1], vec, t)),
         "logistic_xent": (logistic_xent._logistic_xent_cuda, (mat, int64[::1], vec)),
         "bias_act_forward": (bias_act_forward._bias_act_forward_cuda, (mat, vec, int64)),
         "relu_backward": (relu_backward._relu_backward_cuda, (mat, mat)),

@@ -160,10 +160,57 @@ def test_schedules():
     assert all(cos(s) >= cos(s + 1) for s in range(100))
 
 
+@pytest.mark.parametrize("name", ["constant", "step", "cosine"])
+def test_linear_warm_up_then_the_whole_schedule_over_the_remaining_steps(name):
+    warm = make_schedule(name, 0.2, total_steps=100, steps_per_epoch=10, warmup_steps=20)
+    plain = make_schedule(name, 0.2, total_steps=80, steps_per_epoch=10)
+    assert [warm(s) for s in range(20)] == pytest.approx([0.2 * (s + 1) / 20 for s in range(20)])
+    assert [warm(s) for s in range(20, 100)] == [plain(s) for s in range(80)]
+    if name == "cosine":
+        assert warm(19) == pytest.approx(0.2) and warm(99) < 1e-3  # peak after the warm-up, to zero at the end
+
+
+def test_one_cycle_rises_to_the_peak_then_anneals():
+    sched = make_schedule("onecycle", 0.4, total_steps=100, steps_per_epoch=10)
+    lrs = [sched(s) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.4 / 25) and max(lrs) == pytest.approx(0.4) and lrs[-1] == pytest.approx(0.4 / 25e4)
+    peak = lrs.index(max(lrs))
+    assert peak == 29  # 30 % of the run by default
+    assert all(a < b for a, b in zip(lrs[:peak], lrs[1 : peak + 1])) and all(a > b for a, b in zip(lrs[peak:-1], lrs[peak + 1 :]))
+    short = make_schedule("onecycle", 0.4, total_steps=100, steps_per_epoch=10, warmup_steps=10)
+    assert short(9) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("name", ["constant", "step", "cosine", "onecycle"])
+def test_a_warm_up_as_long_as_the_run_reaches_the_peak_at_its_last_step(name):
+    # a one-epoch run of a preset whose warm-up is one epoch
+    lr = make_schedule(name, 0.2, total_steps=10, steps_per_epoch=10, warmup_steps=10)
+    lrs = [lr(s) for s in range(10)]
+    assert lrs[-1] == pytest.approx(0.2) and all(a < b for a, b in zip(lrs, lrs[1:]))
+
+
+@pytest.mark.parametrize("total, warmup", [(100, 0), (1876, 234), (10, 3)])
+def test_one_cycle_gives_pytorchs_numbers(total, warmup):
+    torch = pytest.importorskip("torch")
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    kw = {"pct_start": warmup / total} if warmup else {}
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=total, **kw)
+    want = []
+    for _ in range(total):
+        want.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    mine = make_schedule("onecycle", 0.2, total, 10, warmup_steps=warmup)
+    assert [mine(s) for s in range(total)] == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
 @pytest.mark.parametrize(
     "make",
     [
         lambda: make_schedule("linear", 0.1, 10, 1),
+        lambda: make_schedule("cosine", 0.1, 10, 1, warmup_steps=11),
+        lambda: make_schedule("cosine", 0.1, 10, 1, warmup_steps=-1),
         lambda: make_schedule("constant", -0.1, 10, 1),
         lambda: make_schedule("constant", math.nan, 10, 1),
         lambda: SGD(CPU, np.zeros(2), 1, momentum=1.0),

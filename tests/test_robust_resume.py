@@ -79,7 +79,7 @@ def test_flags_that_differ_from_the_run_are_an_error_naming_them(tmp_path, env, 
     out = _half_done(data, tmp_path / "run")
     before = (out / NAME).read_bytes()
     code, _, err = run_main(capsys, "--resume", out, "--epochs", "10", "--lr", "0.5", "--optimizer", "adam")
-    assert_one_line_error(code, err, "--optimizer adam, --lr 0.5, --epochs 10", "--optimizer momentum, --lr 0.05, --epochs 2",
+    assert_one_line_error(code, err, "--optimizer adam, --lr 0.5, --epochs 10", "--optimizer momentum, --lr 0.1, --epochs 2",
                           "keeps its settings")
     code, _, err = run_main(capsys, "--resume", out, "--out", tmp_path / "elsewhere")
     assert_one_line_error(code, err, "--out cannot be used with --resume")
@@ -113,18 +113,66 @@ def test_a_run_stopped_after_its_last_checkpoint_writes_its_results(tmp_path, en
     assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 2
 
 
-def test_a_checkpoint_without_a_data_record_needs_data_dir(tmp_path, env, capsys):
-    data = make_idx_dataset(tmp_path / "mine")
-    out = _half_done(data, tmp_path / "run")
+def _edit_checkpoint(out, change):
+    """Rewrite the checkpoint in ``out`` with ``change(the checkpoint part of its meta)`` applied."""
     with np.load(out / NAME) as f:
         arrays = {k: f[k] for k in f.files}
     meta = json.loads(str(arrays["meta"]))
-    meta["checkpoint"]["data"] = None  # as an older fastmlp wrote it
+    change(meta["checkpoint"])
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(out / NAME, **arrays)
+
+
+def test_a_checkpoint_without_a_data_record_needs_data_dir(tmp_path, env, capsys):
+    data = make_idx_dataset(tmp_path / "mine")
+    out = _half_done(data, tmp_path / "run")
+    _edit_checkpoint(out, lambda ck: ck.update(data=None))  # as an older fastmlp wrote it
     code, _, err = run_main(capsys, "--resume", out)
     assert_one_line_error(code, err, "does not record where its data came from", "--data-dir")
     assert run_main(capsys, "--resume", out, "--data-dir", data, "--quiet")[0] == 0
+
+
+def test_a_resumed_run_keeps_its_preset_and_recipe_flags(tmp_path, env, capsys):
+    data = make_idx_dataset(tmp_path / "mine")
+    out = tmp_path / "run"
+    recipe = ["--preset", "fast", "--warmup", "0.25", "--dropout", "0.1", "--label-smoothing", "0.05",
+              "--target-accuracy", "0.999", "--eval-every", "7"]
+    code, _ = interrupted_run("--data-dir", data, "--out", out, *TINY, *recipe)
+    assert code == 130
+    code, _, err = run_main(capsys, "--resume", out, "--dropout", "0.3")
+    assert_one_line_error(code, err, "--dropout 0.3", "--dropout 0.1", "keeps its settings")
+    code, stdout, err = run_main(capsys, "--resume", out)
+    assert code == 0, err
+    changed = next(line for line in stdout.splitlines() if line.startswith("changed from the preset:"))
+    assert "preset fast:" in stdout and all(f in changed for f in ("--warmup 0.25", "--dropout 0.1", "--epochs 2"))
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert {k: settings[k] for k in ("preset", "warmup", "dropout", "label_smoothing", "target_accuracy",
+                                     "eval_every")} == dict(preset="fast", warmup=0.25, dropout=0.1,
+                                                            label_smoothing=0.05, target_accuracy=0.999, eval_every=7)
+
+
+def test_a_run_that_reached_its_target_is_finished(tmp_path, env, capsys):
+    data = make_idx_dataset(tmp_path / "mine")
+    out = tmp_path / "run"
+    code, stdout, err = run_main(capsys, "--data-dir", data, "--out", out, *TINY, "--target-accuracy", "0.01",
+                                 "--checkpoint-every", "5")
+    assert code == 0 and "reached" in stdout, err
+    assert json.loads((out / "metrics.json").read_text())["target"]["epoch"] == 1
+    code, stdout, err = run_main(capsys, "--resume", out)
+    assert code == 0, err
+    assert "reached its target accuracy after epoch 1" in stdout and "nothing to do" in stdout
+
+
+def test_a_checkpoint_from_before_the_recipe_flags_resumes_as_the_classic_recipe(tmp_path, env, capsys):
+    data = make_idx_dataset(tmp_path / "mine")
+    out = _half_done(data, tmp_path / "run")
+    recipe = ("preset", "warmup", "dropout", "label_smoothing", "target_accuracy", "eval_every")
+    _edit_checkpoint(out, lambda ck: [ck["settings"].pop(key) for key in recipe])  # as an older fastmlp wrote it
+    code, stdout, err = run_main(capsys, "--resume", out)
+    assert code == 0, err
+    assert "preset classic:" in stdout
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert (settings["warmup"], settings["dropout"], settings["label_smoothing"]) == (0.0, 0.0, 0.0)
 
 
 SETTING_EDITS = {
@@ -138,6 +186,8 @@ SETTING_EDITS = {
     "weight-decay-inf": ("weight_decay", float("inf")),
     "dataset-unknown": ("dataset", "cifar"),
     "batch-size-dict": ("batch_size", {"a": 1}),
+    "preset-unknown": ("preset", "fastest"),
+    "dropout-one": ("dropout", 1.0),
 }
 
 

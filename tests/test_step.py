@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from fastmlp import MLP, ConfigError, Trainer
+from fastmlp import MLP, ConfigError, Trainer, kernels
+from fastmlp.gradcheck import numerical_gradient, relative_error
+from fastmlp.model import Dropout, backward_pass, forward_pass
 from fastmlp.step import TrainStep
 
 
@@ -32,7 +34,54 @@ def test_the_step_is_one_fixed_list_of_kernel_calls_in_order():
     ]
     # the short step works on 2-row views of the same buffers
     gather_args = step.calls[2][0][1]
-    assert gather_args[-2].shape == (2, 6) and np.shares_memory(gather_args[-2], step.ws.x)
+    assert gather_args[-3].shape == (2, 6) and np.shares_memory(gather_args[-3], step.ws.x)
+
+
+def test_dropout_and_label_smoothing_are_kernels_of_the_same_list():
+    model, trainer, X, y = _step()
+    step = TrainStep(model, trainer.optimizer, X, y, 4, dropout=0.5, label_smoothing=0.1, seed=3)
+    calls = step.calls[4]
+    names = [fn.__name__ for fn, _ in calls]
+    assert names == [
+        "gather_batch_cpu",
+        "linear_forward_cpu", "dropout_cpu", "linear_forward_cpu", "dropout_cpu", "linear_forward_cpu",
+        "softmax_xent_cpu", "sum_into_cpu",
+        "linear_backward_cpu", "backward_input_cpu", "dropout_cpu",
+        "linear_backward_cpu", "backward_input_cpu", "dropout_cpu",
+        "linear_backward_cpu",
+        "sgd_update_cpu", "advance_cpu",
+    ]
+    drops = [args for fn, args in calls if fn.__name__ == "dropout_cpu"]
+    assert [a[3:] for a in drops] == [(3, 1, 0.5), (3, 2, 0.5), (3, 2, 0.5), (3, 1, 0.5)]  # seed, layer, p
+    assert all(a[2] is step.state for a in drops), "the masks follow the device step counter"
+    assert calls[names.index("softmax_xent_cpu")][1][-1] == 0.1
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_dropout_and_label_smoothing_gradient_matches_central_differences(activation):
+    # the backward pass through the dropout masks and the smoothed loss, in float64,
+    # against the numerical gradient of the same masked, smoothed loss
+    rng = np.random.default_rng(4)
+    sizes, n, p, eps = (9, 8, 7, 4), 6, 0.4, 0.2
+    model = MLP(sizes, activation=activation, dtype="float64", seed=2)
+    model.params[model.n_weights :] = rng.standard_normal(model.n_params - model.n_weights) * 0.1
+    x, y = rng.standard_normal((n, sizes[0])), rng.integers(0, sizes[-1], n)
+    k, ws = kernels.CPU_KERNELS, model.workspace(n)
+    drop = Dropout(p, 5, np.array([0, 17]), [None] + [np.zeros((n, d)) for d in sizes[1:-1]])
+
+    def loss():
+        logits = forward_pass(k, model.layers, model.codes, x, ws.acts, drop)
+        return float(kernels.softmax_xent_reference(logits, y, eps)[0].mean())
+
+    grads = np.zeros_like(model.params)
+    gl = model.views(grads)
+    logits = forward_pass(k, model.layers, model.codes, x, ws.acts, drop)
+    k.softmax_xent(logits, y, ws.row_loss[:n], eps)
+    backward_pass(k, model.layers, model.codes, x, ws.acts, ws.dacts, gl, drop)
+    numeric = numerical_gradient(loss, model.params)
+    mask = kernels.dropout_mask_reference((n, sizes[1]), 5, 17, 1, p)
+    assert 0 < mask.mean() < 1, "some units must be dropped, some kept, for this to test anything"
+    assert relative_error(grads, numeric) < 1e-6
 
 
 def test_a_logistic_output_records_its_own_loss_kernel():

@@ -42,13 +42,16 @@ def _device_backend():
         pytest.skip(f"no CUDA GPU and NUMBA_ENABLE_CUDASIM is not set (test_cuda_simulator.py runs this): {exc}")
 
 
-def _train(backend, optimizer, dtype, sizes=(20, 12, 7, 3), n=7, batch=4, epochs=2, loss="softmax", weighted=False):
+def _train(backend, optimizer, dtype, sizes=(20, 12, 7, 3), n=7, batch=4, epochs=2, loss="softmax", weighted=False,
+           pixels=False, **recipe):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    if pixels:  # uint8 on the device, scaled by the gather kernel
+        X = rng.integers(0, 256, (n, sizes[0])).astype(np.uint8)
     y = rng.integers(0, max(sizes[-1], 2), n)
     model = MLP(sizes, device=backend, dtype=dtype, seed=1, loss=loss)
     trainer = Trainer(model, optimizer=optimizer, lr=0.1, batch_size=batch, weight_decay=1e-3, schedule="cosine",
-                      progress=False, log=None, cuda_graph="auto")
+                      progress=False, log=None, cuda_graph="auto", **recipe)
     Xd, yd = trainer.prepare(X, y)
     lr = lambda step: 0.1 / (1 + step)  # a different rate every step: lrs[state[0]] must pick the right one
     losses, wrng = [], np.random.default_rng(1)  # the weights from their own stream: the same batches either way
@@ -61,12 +64,18 @@ def _train(backend, optimizer, dtype, sizes=(20, 12, 7, 3), n=7, batch=4, epochs
     return backend.to_host(model.params).copy(), np.concatenate(losses), trainer
 
 
-# each simulated step runs every GPU thread in Python: two mixes cover both
-# optimisers, both dtypes, a full and a short batch, and two epochs
-@pytest.mark.parametrize("optimizer, dtype", [("momentum", np.float64), ("adam", np.float32)])
-def test_cuda_step_matches_the_cpu_step(optimizer, dtype):
-    cpu_params, cpu_losses, _ = _train(Backend("cpu", np, kernels.CPU_KERNELS), optimizer, dtype)
-    sim_params, sim_losses, trainer = _train(_device_backend(), optimizer, dtype)
+# each simulated step runs every GPU thread in Python: three mixes cover both
+# optimisers, both dtypes, a full and a short batch, two epochs, and the
+# regularised step (dropout, label smoothing) on uint8 pixels
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulated hash, see dropout.py
+@pytest.mark.parametrize("optimizer, dtype, recipe", [
+    ("momentum", np.float64, {}),
+    ("adam", np.float32, {}),
+    ("momentum", np.float32, dict(pixels=True, dropout=0.3, label_smoothing=0.1)),
+])
+def test_cuda_step_matches_the_cpu_step(optimizer, dtype, recipe):
+    cpu_params, cpu_losses, _ = _train(Backend("cpu", np, kernels.CPU_KERNELS), optimizer, dtype, **recipe)
+    sim_params, sim_losses, trainer = _train(_device_backend(), optimizer, dtype, **recipe)
     assert trainer.optimizer.t == 4 and trainer.step_count == 4
     rtol, atol = (2e-4, 2e-6) if dtype == np.float32 else (1e-10, 1e-13)
     np.testing.assert_allclose(sim_losses, cpu_losses, rtol=rtol, atol=atol)

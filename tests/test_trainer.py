@@ -158,6 +158,11 @@ def test_bad_training_data_is_a_clear_error(change, message):
         (dict(seed=1.5), "seed"),
         (dict(weight_decay=float("inf")), "weight_decay"),
         (dict(optimizer="rmsprop"), "unknown optimizer"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(label_smoothing=-0.1), "label_smoothing"),
+        (dict(warmup=-1), "warmup"),
+        (dict(target_accuracy=1.5), "target_accuracy"),
+        (dict(eval_every=0), "eval_every"),
     ],
 )
 def test_bad_trainer_settings_are_clear_errors(kw, message):
@@ -227,6 +232,88 @@ def test_repr_shows_the_settings():
     )
     eager = Trainer(MLP((20, 4)), cuda_graph="off", graph_scope="epoch")
     assert "cuda_graph='off', graph_scope='epoch', epochs_done=0)" in repr(eager)
+
+
+def test_uint8_pixels_stay_uint8_on_the_device_and_train_like_the_float_data():
+    rng = np.random.default_rng(0)
+    x8 = rng.integers(0, 256, (200, 20)).astype(np.uint8)
+    y = (x8[:, 0] > 127).astype(np.int64)
+    normalized = np.divide(x8, np.float32(255.0), dtype=np.float32)  # load_mnist(normalize=True)
+    runs = []
+    for x in (x8, normalized):
+        model = MLP((20, 16, 2), seed=0)
+        trainer = Trainer(model, batch_size=32, progress=False, log=None)
+        xd, yd = trainer.prepare(x, y)
+        assert xd.dtype == x.dtype  # uint8 kept: a quarter of the memory
+        h = trainer.fit(x, y, 2, X_test=x, y_test=y)
+        runs.append((model, h))
+    (m8, h8), (mf, hf) = runs
+    np.testing.assert_allclose(m8.params, mf.params, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(h8["iter_loss"], hf["iter_loss"], rtol=1e-4)
+    assert h8["test_acc"] == hf["test_acc"]  # evaluation scales uint8 the same way
+    np.testing.assert_allclose(m8.predict_proba(x8), m8.predict_proba(normalized), rtol=1e-5)  # x / 255 vs x * (1 / 255)
+
+
+def test_dropout_training_is_reproducible_from_the_seed_and_not_a_no_op():
+    plain = _train(seed=1)
+    a, b = _train(seed=1, dropout=0.3), _train(seed=1, dropout=0.3)
+    c = _train(seed=2, dropout=0.3)
+    assert np.array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, plain.params) and not np.array_equal(a.params, c.params)
+    assert np.array_equal(_train(seed=1, dropout=0.0).params, plain.params)
+
+
+def test_changing_the_recipe_rebuilds_the_step():
+    x, y = _blobs()
+    trainer = Trainer(MLP((20, 16, 4)), batch_size=32, progress=False, log=None)
+    xd, yd = trainer.prepare(x, y)
+    first = trainer.prepare_step(xd, yd)
+    trainer.dropout = 0.2
+    second = trainer.prepare_step(xd, yd)
+    assert second is not first and second.dropout.p == 0.2
+    trainer.label_smoothing = 0.1
+    assert trainer.prepare_step(xd, yd) is not second
+
+
+def test_warm_up_and_one_cycle_reach_the_trainer():
+    x, y = _blobs()
+    h = Trainer(MLP((20, 16, 4)), batch_size=32, lr=0.1, warmup=1, progress=False, log=None).fit(x, y, 3)
+    assert h["lr"] == pytest.approx([0.1 / 10, 0.1, 0.05])  # 10 steps of warm-up, then cosine over 20
+    h = Trainer(MLP((20, 16, 4)), batch_size=32, lr=0.1, schedule="onecycle", progress=False, log=None).fit(x, y, 2)
+    assert h["lr"][0] == pytest.approx(0.1 / 25)
+
+
+def test_target_accuracy_stops_mid_epoch_with_evaluation_off_the_clock():
+    x, y = _blobs(n=3000)
+    lines = []
+    trainer = Trainer(MLP((20, 16, 4), seed=0), batch_size=32, lr=0.05, target_accuracy=0.95, eval_every=5,
+                      progress=False, log=lines.append)
+    h = trainer.fit(x, y, 3, X_test=x[:500], y_test=y[:500])
+    t = h["target"]
+    assert t["reached"] and t["split"] == "test" and t["accuracy_reached"] >= 0.95
+    assert t["step"] % 5 == 0 and t["step"] == trainer.step_count < 94, "stopped inside the first epoch"
+    assert h["epoch"] == [1] and len(h["iter_loss"]) == t["step"]
+    assert t["train_seconds"] == h["epoch_time"][0]
+    assert "there is no validation split" in lines[0] and "reached" in lines[-1]
+
+
+def test_target_accuracy_watches_the_validation_split_and_says_when_it_is_not_reached():
+    x, y = _blobs()
+    h = Trainer(MLP((20, 16, 4), seed=0), batch_size=32, target_accuracy=1.0, progress=False, log=None).fit(
+        x, y, 2, X_test=x, y_test=y, X_val=x[:50], y_val=(y[:50] + 1) % 4)  # wrong labels: never reached
+    assert h["target"]["split"] == "validation" and not h["target"]["reached"] and h["epoch"] == [1, 2]
+    with pytest.raises(ConfigError, match="needs data"):
+        Trainer(MLP((20, 16, 4)), target_accuracy=0.9, progress=False, log=None).fit(x, y, 1)
+
+
+def test_repr_shows_the_recipe_options_that_are_set():
+    trainer = Trainer(MLP((20, 4)), warmup=0.5, dropout=0.2, target_accuracy=0.98, eval_every=50)
+    assert "seed=0, warmup=0.5, dropout=0.2, target_accuracy=0.98, eval_every=50, epochs_done=0)" in repr(trainer)
+
+
+def test_label_smoothing_needs_the_softmax_loss():
+    with pytest.raises(ConfigError, match="label_smoothing needs the softmax loss"):
+        Trainer(MLP((20, 1), loss="logistic"), label_smoothing=0.1)
 
 
 def test_zero_epochs_is_an_error():
