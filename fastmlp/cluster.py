@@ -102,8 +102,9 @@ def open_client(device="cpu", workers=None, scheduler=None, scheduler_file=None)
         n = workers or cores()
     threads = max(1, cores() // n)
     with _starting_workers(threads):
+        # no dashboard, and the scheduler's HTTP endpoints on a free port, not 8787 (another sweep's?)
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+                               scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR)
     with cluster, Client(cluster) as client:
         unit = "GPU" if device == "cuda" else "core"
         yield (client, f"an embedded Dask LocalCluster: {n} worker process{'es' if n > 1 else ''} "

@@ -55,7 +55,7 @@ def dask_cluster():
     (Dask's default; what ``fastmlp sweep`` starts on a 2-core machine). Skipped without Dask."""
     distributed = pytest.importorskip("distributed", reason='needs Dask: pip install "fastmlp[sweep]"')
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=logging.ERROR) as cluster:
+                                  scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR) as cluster:
         yield cluster
 
 
