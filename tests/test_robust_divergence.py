@@ -11,7 +11,7 @@ import fastmlp
 
 @pytest.mark.parametrize("flags, cause", [
     (["--lr", "1e6"], "lower the learning rate (now"),
-    (["--weight-decay", "1e4"], "the weight decay is too strong: with learning rate 0.05 a decay of 10000"),
+    (["--weight-decay", "1e4", "--preset", "classic"], "the weight decay is too strong: with learning rate 0.05 a decay of 10000"),
     (["--init", "normal", "--init-std", "1e30"], "the initial weights (init normal, std 1e+30) or the inputs are too large"),
 ], ids=["lr", "weight-decay", "init-std"])
 def test_divergence_is_one_line_that_names_the_cause(tiny_dir, tmp_path, flags, cause, capsys):

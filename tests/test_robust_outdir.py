@@ -56,7 +56,7 @@ def test_a_live_run_holds_its_folder(tmp_path, capsys):
            "--sizes", "784,8,10", "--epochs", "5", "--no-plots"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        assert proc.stdout.readline().startswith("device"), "the first run did not start"
+        assert proc.stdout.readline().startswith("preset "), "the first run did not start"  # its first line
         code, _, err = run_main(capsys, "--data-dir", data, "--out", out, "--epochs", "1")
         assert_one_line_error(code, err, "is in use by another fastmlp run")
     finally:
