@@ -101,6 +101,24 @@ def sgemm_peak(n=2048, repeats=5):
     return 2 * n**3 / best / 1e9
 
 
+def speed_probe(repeats=300):
+    """Microseconds per float32 (128 x 784) @ (784 x 128) matrix multiply (median of
+    five timings): a reading of how fast this shared machine runs right now, kept
+    beside timings so that a row taken while the host was slow can be told apart."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((128, 784), dtype=np.float32), rng.random((784, 128), dtype=np.float32)
+    out = np.empty((128, 128), dtype=np.float32)
+    for _ in range(repeats // 3):
+        np.matmul(a, b, out=out)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            np.matmul(a, b, out=out)
+        times.append((time.perf_counter() - t0) / repeats * 1e6)
+    return sorted(times)[2]
+
+
 def gemm_only_epoch(model, ws, steps, batch):
     """The epoch's matrix multiplies alone, in the trainer's order, into its buffers."""
     layers, acts, dacts = model.layers, ws.acts, ws.dacts

@@ -9,7 +9,10 @@ dataset through the same Trainer as ``python -m fastmlp.train``, on the uint8
 images the CLI uses. The clock counts training steps only: the kernels are
 compiled before it starts and the per-epoch evaluation is left out. The table
 gives, per recipe and dataset, the lowest and mean final test accuracy over the
-seeds and the mean training time. Results go to
+seeds, the mean training time, and the slower of two readings of
+``common.speed_probe`` taken before and after the recipe (this VM is shared: a
+row whose probe is well above the others' was timed while the host was slow and
+says little about speed). Results go to
 benchmarks/results/recipes-<label>.json; ``--log`` names a copy of the console.
 """
 
@@ -83,18 +86,21 @@ def main(argv=None):
         ds = fastmlp.load_dataset(name, data_dir=args.data_dir, normalize=False)
         for r in recipes:
             values = {**presets.preset(r["preset"]), **parse_changes(r["changes"])}
-            log(f"{name}: preset {r['preset']}{' with ' + r['changes'] if r['changes'] else ''}")
+            probe = common.speed_probe()
+            log(f"{name}: preset {r['preset']}{' with ' + r['changes'] if r['changes'] else ''} "
+                f"(speed probe {probe:.0f} us)")
             rows = [train_once(values, ds, seed, log) for seed in args.seeds]
+            probes = [probe, common.speed_probe()]
             accs = [row["test_accuracy"] for row in rows]
             r["results"][name] = {"min_test_accuracy": min(accs), "mean_test_accuracy": statistics.mean(accs),
                                   "mean_train_seconds": statistics.mean(row["train_seconds"] for row in rows),
-                                  "runs": rows}
+                                  "speed_probe_us": probes, "runs": rows}
     log("")
-    log(f"{'dataset':<15}{'min acc':>9}{'mean acc':>10}{'train s':>9}  recipe")
+    log(f"{'dataset':<15}{'min acc':>9}{'mean acc':>10}{'train s':>9}{'probe us':>10}  recipe")
     for r in recipes:
         for name, res in r["results"].items():
             log(f"{name:<15}{100 * res['min_test_accuracy']:>8.2f}%{100 * res['mean_test_accuracy']:>9.2f}%"
-                f"{res['mean_train_seconds']:>9.2f}  {r['preset']} {r['changes']}")
+                f"{res['mean_train_seconds']:>9.2f}{max(res['speed_probe_us']):>10.0f}  {r['preset']} {r['changes']}")
     result = {"benchmark": "recipes", "when": common.stamp(), "machine": machine, "seeds": args.seeds,
               "recipes": recipes}
     path = common.save(result, f"recipes-{args.label or args.preset + '-' + (machine['host'] or 'host')}")

@@ -40,4 +40,5 @@ def main(argv=None):
     parser = build_parser()
     args, rest = parser.parse_known_args(argv[:1])
     rest += argv[1:]
-    return importlib.import_module(COMMANDS[args.command][0]).main(rest)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return module.main(rest, prog=f"fastmlp {args.command}")

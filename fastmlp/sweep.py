@@ -113,9 +113,9 @@ def _help(action, default, note=None):
     return text.replace("%", "%%")
 
 
-def build_parser():
+def build_parser(prog="fastmlp sweep"):
     actions = _train_actions()
-    p = _Parser(prog="fastmlp sweep", description="Train many configurations of fastmlp train on Dask; keep the best.",
+    p = _Parser(prog=prog, description="Train many configurations of fastmlp train on Dask; keep the best.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("trial settings (flags of fastmlp train; several values make several trials)")
     for dest in VARIED:
@@ -356,10 +356,10 @@ def trial_row(trial, folder, outcome):
 # --------------------------------------------------------------------------
 
 
-def main(argv=None):
+def main(argv=None, prog="fastmlp sweep"):
     """``fastmlp sweep ARGS``; returns the exit status (2: a bad flag, 1: another error, 130: Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         axes = parse_spec(args)

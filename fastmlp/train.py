@@ -87,10 +87,10 @@ def _accuracy(text):
     return value
 
 
-def build_parser():
+def build_parser(prog="python -m fastmlp.train"):
     d = DEFAULTS
     p = argparse.ArgumentParser(
-        prog="python -m fastmlp.train",
+        prog=prog,
         description="Train a multilayer perceptron on MNIST-style data on the CPU or a CUDA GPU.",
         formatter_class=argparse.HelpFormatter,  # each help string states its own default, once
     )
@@ -495,8 +495,10 @@ def _stderr(text):
         pass
 
 
-def main(argv=None):
-    parser = build_parser()
+def main(argv=None, prog="python -m fastmlp.train"):
+    """Run the trainer with command-line ``argv``; returns the exit status. ``prog``:
+    the command's name in usage and error lines (``fastmlp train`` from the CLI)."""
+    parser = build_parser(prog)
     args = parse_args(parser, argv)
     try:
         with signals_raise():

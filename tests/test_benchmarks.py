@@ -86,6 +86,7 @@ def test_recipes_runs_each_change_of_a_preset_over_the_seeds(tiny, tmp_path):
     res = r["recipes"][1]["results"]["mnist"]
     assert [row["seed"] for row in res["runs"]] == [0, 1] and len(res["runs"][0]["test_acc_per_epoch"]) == 2
     assert res["min_test_accuracy"] <= res["mean_test_accuracy"] and res["mean_train_seconds"] > 0
+    assert len(res["speed_probe_us"]) == 2 and all(us > 0 for us in res["speed_probe_us"])
     assert log.read_text().splitlines()[-1] == out.strip().splitlines()[-1]
 
 

@@ -32,6 +32,16 @@ def test_python_m_fastmlp_runs_train(tiny_dir, tmp_path):
     assert (out / "model.npz").exists() and "test accuracy" in proc.stdout
 
 
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_command_names_itself_in_its_usage_line(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith(f"usage: fastmlp {command} ")
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--no-such-flag"])
+    assert exc.value.code == 2 and f"fastmlp {command}: error:" in capsys.readouterr().err
+
+
 def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["fit"])
