@@ -8,6 +8,18 @@ on the CPU (NumPy + Numba) or an NVIDIA GPU (CuPy + Numba CUDA), one code path.
     >>> model.predict(ds.x_test)
 """
 
+import importlib.util as _util
+
+try:
+    from . import kernels  # the repository's kernels/, installed as fastmlp.kernels
+except ImportError:
+    if _util.find_spec(f"{__name__}.kernels") is not None:
+        raise  # it is there and failed for its own reason
+    raise ModuleNotFoundError(
+        "fastmlp.kernels is missing: this fastmlp was imported from a source folder that was not installed "
+        "(kernels/ becomes fastmlp.kernels on install); run 'pip install -e .' in the repository",
+        name=f"{__name__}.kernels") from None
+
 from .backend import Backend, get_backend
 from .data import Dataset, load_dataset, load_fashion_mnist, load_mnist
 from .errors import ConfigError, DataError, DeviceError, DivergenceError, FastMLPError

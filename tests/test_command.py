@@ -2,6 +2,7 @@
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -89,3 +90,13 @@ def test_license_matches_pyproject():
     assert re.search(r'^license = "MIT"$', (ROOT / "pyproject.toml").read_text(), re.M)
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License") and "Permission is hereby granted, free of charge" in text
+
+
+def test_importing_an_uninstalled_source_folder_says_to_install(tmp_path):
+    # fastmlp/ alone, as in a checkout that was never pip-installed: kernels/ is not fastmlp.kernels there
+    shutil.copytree(Path(fastmlp.__file__).parent, tmp_path / "fastmlp", ignore=shutil.ignore_patterns("__pycache__"))
+    script = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'Editable' not in getattr(f, '__name__', '')]; "
+              "import fastmlp")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "fastmlp.kernels is missing" in proc.stderr and "pip install -e ." in proc.stderr
