@@ -135,8 +135,9 @@ def test_a_checkpoint_without_a_data_record_needs_data_dir(tmp_path, env, capsys
 def test_a_resumed_run_keeps_its_preset_and_recipe_flags(tmp_path, env, capsys):
     data = make_idx_dataset(tmp_path / "mine")
     out = tmp_path / "run"
+    # a small lr, so that the tiny data set does not reach the target before the interrupt
     recipe = ["--preset", "fast", "--warmup", "0.25", "--dropout", "0.1", "--label-smoothing", "0.05",
-              "--target-accuracy", "0.999", "--eval-every", "7"]
+              "--target-accuracy", "0.999", "--eval-every", "7", "--lr", "0.001"]
     code, _ = interrupted_run("--data-dir", data, "--out", out, *TINY, *recipe)
     assert code == 130
     code, _, err = run_main(capsys, "--resume", out, "--dropout", "0.3")
