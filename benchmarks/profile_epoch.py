@@ -7,7 +7,8 @@ MNIST with fastmlp's own Trainer.train_epoch, under cProfile, and groups the
 time by what the functions do. NumPy's matmul calls do not show up as functions
 of their own, so they are counted in the forward and backward passes; the last
 line times the same matrix multiplies (same shapes, same order, same threads)
-on their own, which is the floor an epoch cannot go below with this BLAS.
+on their own, which is the floor an epoch cannot go below with this BLAS. Then
+each call of a step is timed alone and within running epochs (``per_call``).
 
 CPU only: on a GPU the host-side profile says little (the work is asynchronous);
 use Nsight Compute there.
@@ -57,6 +58,44 @@ def _grouped(profile):
     return total, out
 
 
+def per_call(step, repeats=200):
+    """Microseconds of each call of one full training step, timed two ways: alone
+    (the same call ``repeats`` times in a row, so its data stays in cache and the
+    BLAS threads stay warm) and within running epochs (each call's share of the
+    whole steps, in order). Calls that cost far more in the epoch than alone lose
+    their time to cache misses and thread hand-overs, not to their own work."""
+    calls = step.calls[step.batch]
+    keep = [a.copy() for a in (step.model.params, *step.optimizer.buffers())]
+    saved = step.state.copy()
+    step.state[0] = 0  # after an epoch it points past the last step: the kernels do not check bounds
+    state = step.state.copy()
+    names = [getattr(fn, "__name__", str(fn)).removesuffix("_cpu") for fn, _ in calls]
+    alone = []
+    for name, (fn, args) in zip(names, calls):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                fn(*args)
+                if name == "advance":  # the one call that moves the state (its time includes this reset)
+                    step.state[...] = state
+            best = min(best, time.perf_counter() - t0)
+        step.state[...] = state
+        alone.append(best / repeats * 1e6)
+    in_epoch = [0.0] * len(calls)
+    clock, full = time.perf_counter, step.steps - (step.rows[-1] != step.batch)
+    step.state[...] = 0
+    for _ in range(full):
+        for i, (fn, args) in enumerate(calls):
+            t0 = clock()
+            fn(*args)
+            in_epoch[i] += clock() - t0
+    for a, b in zip((step.model.params, *step.optimizer.buffers()), keep):
+        a[...] = b
+    step.state[...] = saved
+    return [{"call": n, "alone_us": a, "in_epoch_us": e / full * 1e6} for n, a, e in zip(names, alone, in_epoch)]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile_epoch", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ (default: fastmlp's look-up)")
@@ -84,6 +123,7 @@ def main(argv=None):
     step = trainer.prepare_step(X, y)
     gemm = statistics.median(bench.gemm_only_epoch(model, step.ws, step.steps, step.batch) for _ in range(args.epochs))
 
+    calls = per_call(step)
     epoch_s = statistics.median(plain)
     rows = [{"what": g, "seconds_per_epoch": s / args.epochs, "share": s / total}
             for g, s in sorted(groups.items(), key=lambda kv: -kv[1])]
@@ -92,6 +132,10 @@ def main(argv=None):
     for r in rows:
         print(f"  {100 * r['share']:5.1f} %  {r['seconds_per_epoch']:.3f} s  {r['what']}")
     print(f"the same matrix multiplies alone: {gemm:.3f} s per epoch ({100 * gemm / epoch_s:.0f} % of the epoch)")
+    print("each call of a full step, in microseconds: alone (repeated in a row) / within the epoch")
+    for c in calls:
+        print(f"  {c['alone_us']:8.1f} {c['in_epoch_us']:8.1f}  {c['call']}")
+    print(f"  {sum(c['alone_us'] for c in calls):8.1f} {sum(c['in_epoch_us'] for c in calls):8.1f}  all of them")
 
     result = {
         "benchmark": "profile_epoch",
@@ -103,6 +147,7 @@ def main(argv=None):
         "profiled_epoch_s": total / args.epochs,
         "groups": rows,
         "gemm_only_epoch_s": gemm,
+        "per_call": calls,
     }
     out = bench.save(result, f"profile-epoch-{args.label or result['machine']['host']}")
     print(f"wrote {out}")

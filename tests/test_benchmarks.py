@@ -100,6 +100,9 @@ def test_sklearn_fit_profile_and_report(tiny, tmp_path):
     run("profile_epoch", "--data-dir", tiny, "--epochs", 1, "--label", "t", results=tmp_path)
     p = json.loads((tmp_path / "profile-epoch-t.json").read_text())
     assert abs(sum(g["share"] for g in p["groups"]) - 1) < 1e-9 and p["gemm_only_epoch_s"] > 0
+    calls = [c["call"] for c in p["per_call"]]
+    assert calls[0] == "gather_batch" and calls[-1] == "advance" and "sgd_update" in calls
+    assert all(c["alone_us"] > 0 and c["in_epoch_us"] > 0 for c in p["per_call"])
     report = run("report", "--label", "t", results=tmp_path)
     assert "(no epoch-t.json)" in report  # a missing results file is named, not a crash
     assert "| float32 | float32 |" in report
