@@ -27,6 +27,8 @@ call by call.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .errors import ConfigError
@@ -38,23 +40,28 @@ GRAPH_SCOPES = ("step", "epoch")
 
 class _Recorder:
     """Stands in for a KernelSet and writes down each call instead of making it,
-    with its array arguments wrapped for the device once (``wrap``)."""
+    with its array arguments wrapped for the device once (``wrap``): ``calls`` as
+    (kernel function, arguments), and ``runs`` as functions of no arguments that
+    make those calls. A kernel function with ``bind`` (the CUDA launchers) works its
+    launch out once there (grid, views, scalars), so a replay only launches."""
 
     def __init__(self, kernels, wrap):
-        self._kernels, self._wrap, self.calls = kernels, wrap, []
+        self._kernels, self._wrap, self.calls, self.runs = kernels, wrap, [], []
 
     def __getattr__(self, name):
         fn = getattr(self._kernels, name)
 
         def record(*args):
-            self.calls.append((fn, tuple(self._wrap(a) for a in args)))
+            args = tuple(self._wrap(a) for a in args)
+            self.calls.append((fn, args))
+            self.runs.append(fn.bind(*args) if hasattr(fn, "bind") else functools.partial(fn, *args))
 
         return record
 
 
-def run_calls(calls):
-    for fn, args in calls:
-        fn(*args)
+def run_calls(runs):
+    for run in runs:
+        run()
 
 
 def check_graph_options(cuda_graph, graph_scope):
@@ -106,7 +113,9 @@ class TrainStep:
             self.dropout = Dropout(float(dropout), int(seed), self.state, outs)
         self.settings = optimizer.settings()
         # the full step and, when n is not a multiple of B, the short last one
-        self.calls = {int(k): self._record(int(k)) for k in set(self.rows.tolist())}
+        recorded = {int(k): self._record(int(k)) for k in set(self.rows.tolist())}
+        self.calls = {k: rec.calls for k, rec in recorded.items()}  # (function, arguments), to inspect
+        self.runs = {k: rec.runs for k, rec in recorded.items()}  # the same calls, ready to replay
         self.graphs = None
         self.graph_info = {"mode": "eager", "scope": None, "reason": "not captured"}
 
@@ -126,7 +135,7 @@ class TrainStep:
             rec.sum_into(m.params[: m.n_weights], self.weight_sq, self.state, True)
         self.optimizer.update(rec, self.grads, self.rates, self.state)
         rec.advance(self.state)
-        return rec.calls
+        return rec
 
     def still_valid(self, X, y, optimizer):
         """Whether this step can train on (X, y) with ``optimizer`` as it is now."""
@@ -152,7 +161,7 @@ class TrainStep:
         if self.graphs is not None and self.graph_info["scope"] == "step":
             self.graphs[int(self.rows[s])].launch(stream=self.backend.stream)
         else:
-            run_calls(self.calls[int(self.rows[s])])
+            run_calls(self.runs[int(self.rows[s])])
 
     def run_epoch(self, on_step=None):
         """Every step of the epoch, in order; ``on_step()`` after each one that the
@@ -181,7 +190,7 @@ class TrainStep:
         self.rates[...] = 0
         for s in sorted({0, self.steps - 1}):
             self.state[...] = bk.asarray(np.array([s, self.optimizer.t], dtype=np.int64))
-            run_calls(self.calls[int(self.rows[s])])
+            run_calls(self.runs[int(self.rows[s])])
         for a, b in zip(keep, saved):
             a[...] = b
         bk.synchronize()
@@ -204,9 +213,9 @@ class TrainStep:
             return
         try:
             if scope == "step":
-                self.graphs = {k: bk.capture(lambda calls=calls: run_calls(calls)) for k, calls in self.calls.items()}
+                self.graphs = {k: bk.capture(lambda runs=runs: run_calls(runs)) for k, runs in self.runs.items()}
             else:
-                order = [self.calls[int(k)] for k in self.rows]
+                order = [self.runs[int(k)] for k in self.rows]
                 self.graphs = {"epoch": bk.capture(lambda: [run_calls(c) for c in order])}
         except Exception as exc:  # CUDA/CuPy/Numba each raise their own types
             self.graphs = None

@@ -41,6 +41,7 @@ comes from the host. Also here, for evaluation and the fused epilogues:
     tanh_backward(out, dout)                 dout *= 1 - y**2, from out = y
 """
 
+import functools
 from typing import Callable, NamedTuple
 
 from .adam_update import (
@@ -64,7 +65,7 @@ from .dropout import _dropout_cuda, dropout_args, dropout_cpu, dropout_mask_refe
 from .gather_batch import _gather_batch_cuda, gather_batch_cpu, gather_batch_reference
 from .linear_backward import linear_backward_cpu, linear_backward_reference
 from .linear_forward import linear_forward_cpu, linear_forward_reference
-from .linear_ops import CudaLinearOps
+from .linear_ops import CudaLinearOps, bind_launches, run_launches
 from .logistic_xent import _logistic_xent_cuda, logistic_xent_cpu, logistic_xent_reference
 from .scale_rows import _scale_rows_cuda, scale_rows_cpu, scale_rows_reference
 from .sum_into import THREADS as SUM_THREADS
@@ -165,6 +166,25 @@ CPU_KERNELS = KernelSet(
 THREADS_PER_BLOCK = 128
 
 
+def _launcher(launches):
+    """A KernelSet function from ``launches(*args)``, which returns the op's launches
+    as [(kernel, launch configuration, arguments)]. Calling the function launches them.
+    ``function.bind(*args)`` works them out once (array views, scalar dtypes, grids,
+    split-K, scratch) and returns a function of no arguments that makes the same
+    launches again: what a recorded training step replays outside a CUDA graph."""
+
+    def launch(*args):
+        run_launches(launches(*args))
+
+    def bind(*args):
+        return functools.partial(run_launches, bind_launches(launches(*args)))
+
+    launch.bind = bind
+    launch.__name__ = launch.__qualname__ = launches.__name__
+    launch.__doc__ = launches.__doc__
+    return launch
+
+
 def cuda_kernels(stream=None):
     """Launchers for the CUDA kernels, bound to one Numba stream.
 
@@ -174,6 +194,7 @@ def cuda_kernels(stream=None):
     every time a kernel receives it, a host round trip per launch. Ordering
     comes from launching everything, CuPy's work included, on one stream.
     No launcher allocates, so a training step can be captured as a CUDA graph.
+    Each launcher also has ``.bind(*args)``: the launch worked out once, to repeat.
     """
     from numba import cuda
 
@@ -187,69 +208,82 @@ def cuda_kernels(stream=None):
     def blocks(n):
         return max(1, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
 
+    def one(kernel, grid, threads, *args):
+        return [(kernel, (grid, threads, stream), args)]
+
+    # Each op below returns its launches, [(kernel, launch configuration, arguments)], and
+    # _launcher turns it into the KernelSet function (see _launcher).
+
+    @_launcher
     def gather_batch(X, y, perm, state, batch, xb, yb, scale=1.0):
         grid = (blocks(xb.shape[1]), xb.shape[0])
-        _gather_batch_cuda[grid, THREADS_PER_BLOCK, stream](
-            view(X), view(y), view(perm), view(state), batch, view(xb), view(yb), xb.dtype.type(scale)
-        )
+        return one(_gather_batch_cuda, grid, THREADS_PER_BLOCK,
+                   view(X), view(y), view(perm), view(state), batch, view(xb), view(yb), xb.dtype.type(scale))
 
+    @_launcher
     def dropout(x, out, state, seed, layer, p):
-        _dropout_cuda[blocks(x.size), THREADS_PER_BLOCK, stream](
-            view(x), view(out), view(state), *dropout_args(x.dtype, seed, layer, p)
-        )
+        return one(_dropout_cuda, blocks(x.size), THREADS_PER_BLOCK,
+                   view(x), view(out), view(state), *dropout_args(x.dtype, seed, layer, p))
 
+    @_launcher
     def softmax_xent(logits, labels, row_loss, smoothing=0.0):
-        _softmax_xent_cuda[blocks(logits.shape[0]), THREADS_PER_BLOCK, stream](
-            view(logits), view(labels), view(row_loss), logits.dtype.type(smoothing)
-        )
+        return one(_softmax_xent_cuda, blocks(logits.shape[0]), THREADS_PER_BLOCK,
+                   view(logits), view(labels), view(row_loss), logits.dtype.type(smoothing))
 
+    @_launcher
     def logistic_xent(logits, labels, row_loss):
-        _logistic_xent_cuda[blocks(logits.shape[0]), THREADS_PER_BLOCK, stream](
-            view(logits), view(labels), view(row_loss)
-        )
+        return one(_logistic_xent_cuda, blocks(logits.shape[0]), THREADS_PER_BLOCK,
+                   view(logits), view(labels), view(row_loss))
 
+    @_launcher
     def scale_rows(dlogits, row_loss, row_scale, state, batch):
-        _scale_rows_cuda[blocks(dlogits.size), THREADS_PER_BLOCK, stream](
-            view(dlogits), view(row_loss), view(row_scale), view(state), batch
-        )
+        return one(_scale_rows_cuda, blocks(dlogits.size), THREADS_PER_BLOCK,
+                   view(dlogits), view(row_loss), view(row_scale), view(state), batch)
 
+    @_launcher
     def sum_into(values, out, state, squared=False):
-        _sum_into_cuda[1, SUM_THREADS, stream](view(values), view(out), view(state), bool(squared))
+        return one(_sum_into_cuda, 1, SUM_THREADS, view(values), view(out), view(state), bool(squared))
 
+    @_launcher
     def bias_act_forward(z, b, code):
-        _bias_act_forward_cuda[blocks(z.size), THREADS_PER_BLOCK, stream](view(z), view(b), code)
+        return one(_bias_act_forward_cuda, blocks(z.size), THREADS_PER_BLOCK, view(z), view(b), code)
 
-    def elementwise(kernel):
-        def launch(out, dout):
-            kernel[blocks(out.size), THREADS_PER_BLOCK, stream](view(out), view(dout))
+    def elementwise(kernel, name):
+        def launches(out, dout):
+            return one(kernel, blocks(out.size), THREADS_PER_BLOCK, view(out), view(dout))
 
-        return launch
+        launches.__name__ = name
+        return _launcher(launches)
 
+    @_launcher
     def sgd_update(params, grads, velocity, rates, state, momentum, nesterov, n_decay):
         f = params.dtype.type  # scalars in the arrays' dtype: no float64 math on the GPU
-        _sgd_update_cuda[blocks(params.size), THREADS_PER_BLOCK, stream](
-            view(params), view(grads), view(velocity), view(rates), view(state), f(momentum), bool(nesterov), n_decay
-        )
+        return one(_sgd_update_cuda, blocks(params.size), THREADS_PER_BLOCK, view(params), view(grads),
+                   view(velocity), view(rates), view(state), f(momentum), bool(nesterov), n_decay)
 
+    @_launcher
     def adam_update(params, grads, m, v, rates, state, beta1, beta2, eps, n_decay, sklearn_eps=False):
-        _adam_update_cuda[blocks(params.size), THREADS_PER_BLOCK, stream](
-            view(params), view(grads), view(m), view(v), view(rates), view(state),
-            *adam_scalars(params.dtype, beta1, beta2, eps), n_decay, bool(sklearn_eps),
-        )
+        return one(_adam_update_cuda, blocks(params.size), THREADS_PER_BLOCK, view(params), view(grads), view(m),
+                   view(v), view(rates), view(state), *adam_scalars(params.dtype, beta1, beta2, eps), n_decay,
+                   bool(sklearn_eps))
 
+    @_launcher
     def advance(state):
-        _advance_cuda[1, 1, stream](view(state))
+        return one(_advance_cuda, 1, 1, view(state))
 
     ops = CudaLinearOps(stream)  # keeps its split-K scratch alive as long as these launchers
 
+    @_launcher
     def linear_forward(a, W, b, out, code):
-        ops.linear_forward(view(a), view(W), view(b), view(out), code)
+        return ops.linear_forward_launches(view(a), view(W), view(b), view(out), code)
 
+    @_launcher
     def linear_backward(a, delta, dW, db):
-        ops.linear_backward(view(a), view(delta), view(dW), view(db))
+        return ops.linear_backward_launches(view(a), view(delta), view(dW), view(db))
 
+    @_launcher
     def backward_input(delta, W, out_prev, d_prev, code):
-        ops.backward_input(view(delta), view(W), view(out_prev), view(d_prev), code)
+        return ops.backward_input_launches(view(delta), view(W), view(out_prev), view(d_prev), code)
 
     return KernelSet(
         gather_batch=gather_batch,
@@ -265,8 +299,8 @@ def cuda_kernels(stream=None):
         adam_update=adam_update,
         advance=advance,
         bias_act_forward=bias_act_forward,
-        relu_backward=elementwise(_relu_backward_cuda),
-        sigmoid_backward=elementwise(_sigmoid_backward_cuda),
-        tanh_backward=elementwise(_tanh_backward_cuda),
+        relu_backward=elementwise(_relu_backward_cuda, "relu_backward"),
+        sigmoid_backward=elementwise(_sigmoid_backward_cuda, "sigmoid_backward"),
+        tanh_backward=elementwise(_tanh_backward_cuda, "tanh_backward"),
     )
 

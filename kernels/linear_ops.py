@@ -33,6 +33,24 @@ from .linear_backward import _linear_backward_cuda, _linear_backward_reduce_cuda
 from .linear_forward import _linear_forward_cuda, _linear_forward_reduce_cuda
 
 
+def run_launches(launches):
+    """Make each launch of a list of (kernel, launch configuration, arguments), in
+    order; a configuration of None: the kernel is configured already (see bind_launches)."""
+    for kernel, config, args in launches:
+        (kernel if config is None else kernel[config])(*args)
+
+
+def bind_launches(launches):
+    """The same launches with each kernel configured once, where Numba allows it:
+    numba-cuda's ``kernel[config]`` is a new object to keep, while the simulator's
+    sets the configuration on the kernel itself, so there it is set again per launch."""
+    out = []
+    for kernel, config, args in launches:
+        configured = kernel[config]
+        out.append((kernel, config, args) if configured is kernel else (configured, None, args))
+    return out
+
+
 def _check(op, dtype, *named):
     """ValueError naming the first (name, array, shape) whose shape or dtype is not
     as expected: a kernel would read or write out of bounds, or compile for mixed dtypes."""
@@ -56,36 +74,51 @@ class CudaLinearOps:
 
     def linear_forward(self, a, W, b, out, code):
         """out (n, N) <- act(a (n, K) @ W (K, N) + b (N,))."""
-        (n, K), N = a.shape, W.shape[1]
-        _check("linear_forward", a.dtype, ("W", W, (K, N)), ("b", b, (N,)), ("out", out, (n, N)))
-        if n:
-            self._gemm(_linear_forward_cuda, _linear_forward_reduce_cuda, n, N, K, (a, W, b, out, code), (b, out, code))
+        run_launches(self.linear_forward_launches(a, W, b, out, code))
 
     def linear_backward(self, a, delta, dW, db):
         """dW (K, N) <- a (n, K).T @ delta (n, N);  db (N,) <- delta.sum(axis=0)."""
-        (n, K), N = a.shape, delta.shape[1]
-        _check("linear_backward", a.dtype, ("delta", delta, (n, N)), ("dW", dW, (K, N)), ("db", db, (N,)))
-        # [dW; db] is one (K + 1, N) product: the kernel reads a with an extra column of ones
-        self._gemm(_linear_backward_cuda, _linear_backward_reduce_cuda, K + 1, N, n, (a, delta, dW, db), (dW, db))
+        run_launches(self.linear_backward_launches(a, delta, dW, db))
 
     def backward_input(self, delta, W, out_prev, d_prev, code):
         """d_prev (n, K) <- (delta (n, N) @ W (K, N).T) * act'(out_prev (n, K))."""
+        run_launches(self.backward_input_launches(delta, W, out_prev, d_prev, code))
+
+    # The same ops as lists of (kernel, launch configuration, arguments): what a launch
+    # would do, worked out once (checks, grid, split, scratch) for a caller that repeats it.
+
+    def linear_forward_launches(self, a, W, b, out, code):
+        (n, K), N = a.shape, W.shape[1]
+        _check("linear_forward", a.dtype, ("W", W, (K, N)), ("b", b, (N,)), ("out", out, (n, N)))
+        if not n:
+            return []
+        return self._gemm(_linear_forward_cuda, _linear_forward_reduce_cuda, n, N, K, (a, W, b, out, code), (b, out, code))
+
+    def linear_backward_launches(self, a, delta, dW, db):
+        (n, K), N = a.shape, delta.shape[1]
+        _check("linear_backward", a.dtype, ("delta", delta, (n, N)), ("dW", dW, (K, N)), ("db", db, (N,)))
+        # [dW; db] is one (K + 1, N) product: the kernel reads a with an extra column of ones
+        return self._gemm(_linear_backward_cuda, _linear_backward_reduce_cuda, K + 1, N, n, (a, delta, dW, db), (dW, db))
+
+    def backward_input_launches(self, delta, W, out_prev, d_prev, code):
         (n, N), K = delta.shape, W.shape[0]
         _check("backward_input", delta.dtype, ("W", W, (K, N)), ("out_prev", out_prev, (n, K)), ("d_prev", d_prev, (n, K)))
-        if n:
-            self._gemm(
-                _backward_input_cuda, _backward_input_reduce_cuda, n, K, N, (delta, W, out_prev, d_prev, code), (out_prev, d_prev, code)
-            )
+        if not n:
+            return []
+        return self._gemm(
+            _backward_input_cuda, _backward_input_reduce_cuda, n, K, N, (delta, W, out_prev, d_prev, code), (out_prev, d_prev, code)
+        )
 
     def _gemm(self, kernel, reduce, rows, cols, depth, args, reduce_args):
-        """Launch a product C (rows, cols) with reduction depth ``depth``, split-K when it pays."""
+        """The launches of a product C (rows, cols) with reduction depth ``depth``, split-K when it pays."""
         split = choose_split(rows, cols, depth) if self.split is None else self.split
         k_chunk, split = split_chunks(depth, split)
         part = self._part(args[0].dtype, split * rows * cols if split > 1 else 0)
-        kernel[(tiles(cols), tiles(rows), split), THREADS, self.stream](*args, part, k_chunk)
+        launches = [(kernel, ((tiles(cols), tiles(rows), split), THREADS, self.stream), (*args, part, k_chunk))]
         if split > 1:
             blocks = -(-rows * cols // REDUCE_THREADS)
-            reduce[blocks, REDUCE_THREADS, self.stream](part, split, *reduce_args)
+            launches.append((reduce, (blocks, REDUCE_THREADS, self.stream), (part, split, *reduce_args)))
+        return launches
 
     def _part(self, dtype, size):
         """Flat scratch of at least ``size`` elements (the kernels need an array

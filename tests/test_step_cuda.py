@@ -10,6 +10,8 @@ share memory with NumPy buffers (``SimBackend.kernel_array``); on a GPU the
 same test runs the real CuPy backend, where the list is captured as CUDA graphs.
 """
 
+import functools
+
 import numpy as np
 import pytest
 from numba import config
@@ -96,3 +98,32 @@ def test_weighted_logistic_cuda_step_matches_the_cpu_step():
     np.testing.assert_allclose(sim_params, cpu_params, rtol=1e-10, atol=1e-13)
     unweighted = _train(Backend("cpu", np, kernels.CPU_KERNELS), *args, sizes=(20, 6, 1), loss="logistic")[0]
     assert np.abs(unweighted - cpu_params).max() > 1e-4, "the weights changed nothing"
+
+
+def test_the_recorded_step_is_worked_out_once_and_replays_like_direct_calls():
+    # every CUDA call of the step is bound when it is recorded (views, grids, scalar dtypes, split-K
+    # scratch): a replay outside a graph only launches, and it does what calling the launchers does
+    backend = _device_backend()
+    _, _, trainer = _train(backend, "momentum", np.float64, epochs=1)
+    step = trainer._step
+    for runs in step.runs.values():
+        assert runs and all(isinstance(r, functools.partial) and r.func is kernels.run_launches for r in runs)
+    start = [backend.to_host(a).copy() for a in (step.model.params, *step.optimizer.buffers())]
+
+    def one_step(direct):
+        for a, saved in zip((step.model.params, *step.optimizer.buffers()), start):
+            a[...] = backend.asarray(saved)
+        step.state[...] = backend.asarray(np.array([0, 5], dtype=np.int64))
+        if direct:
+            for fn, args in step.calls[4]:
+                fn(*args)
+        else:
+            for run in step.runs[4]:
+                run()
+        backend.synchronize()
+        return backend.to_host(step.model.params).copy(), backend.to_host(step.state).copy()
+
+    (p_direct, s_direct), (p_bound, s_bound) = one_step(True), one_step(False)
+    np.testing.assert_array_equal(p_bound, p_direct)
+    assert np.abs(p_bound - start[0]).max() > 0, "the step changed nothing"
+    assert s_bound.tolist() == s_direct.tolist() == [1, 6]
