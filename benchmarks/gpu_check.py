@@ -33,7 +33,9 @@ the next step runs). ``--list`` prints them with their limits.
                  ``pip install --no-deps --no-build-isolation -e .`` (offline), and
                  if pip fails, puts an import hook into site-packages;
                  ``--no-install`` only prints the pip command instead
-    environment  nvidia-smi, GPU, driver, CUDA, CuPy, Numba, numba-cuda, PyTorch
+    environment  nvidia-smi, GPU, driver, CUDA, CuPy, Numba, numba-cuda, PyTorch;
+                 whether Numba can compile a CUDA kernel, and if it finds NVVM only
+                 in a CUDA toolkit folder, that folder as CUDA_HOME for the later steps
     pytest       the whole suite (GPU tests must run, not skip), JUnit XML kept
     memcheck     compute-sanitizer --tool memcheck over the CUDA kernel tests
     racecheck    compute-sanitizer --tool racecheck over the CUDA kernel tests
@@ -113,10 +115,11 @@ class Context:
     gpu_reason: str = ""
     deadline: float = float("inf")
     tools: dict = field(default_factory=dict)
+    extra_env: dict = field(default_factory=dict)  # what an earlier step found the later ones need
 
     def env(self):
         return {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", "FASTMLP_BENCH_RESULTS": str(self.out),
-                "FASTMLP_DATA_DIR": str(self.data_dir)}
+                "FASTMLP_DATA_DIR": str(self.data_dir), **self.extra_env}
 
     def probe(self, name, *args):
         return [self.python, "-m", "benchmarks.gpu_probes", name, "--out", str(self.out), *map(str, args)]
@@ -300,6 +303,10 @@ def _finish_environment(ctx, rec):
     if "gpu" in env:
         ctx.gpu, ctx.gpu_name, ctx.gpu_reason = bool(env["gpu"]), env["gpu"], env.get("gpu_reason", "")
     ctx.tools.update({k: v for k, v in (env.get("tools") or {}).items() if v})
+    cuda_home = (env.get("numba_compiler") or {}).get("cuda_home")
+    if cuda_home:  # Numba found NVVM only there: every later step runs with it
+        ctx.extra_env["CUDA_HOME"] = cuda_home
+        rec["env_added"] = {"CUDA_HOME": cuda_home}
 
 
 def _pytest_command(ctx):

@@ -40,10 +40,10 @@ def _error(exc):
     return f"{type(exc).__name__}: {exc}".strip()[:500]
 
 
-def _run(argv, timeout=60):
+def _run(argv, timeout=60, env=None):
     """(exit status, stdout + stderr) of a short command; (None, why) if it cannot run."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, _error(exc)
     return proc.returncode, proc.stdout + proc.stderr
@@ -184,6 +184,61 @@ def _numba_info():
     return info
 
 
+# In a child process, so that a failed NVVM look-up is not remembered for the next try.
+_COMPILE_CHECK = (
+    "import json\n"
+    "from fastmlp.backend import numba_compiler_problem\n"
+    "found = {'problem': numba_compiler_problem()}\n"
+    "try:\n"
+    "    from numba.cuda.cuda_paths import get_cuda_paths\n"
+    "    found['nvvm'] = str(get_cuda_paths()['nvvm'])\n"
+    "except Exception as exc:\n"
+    "    found['nvvm'] = f'{type(exc).__name__}: {exc}'[:300]\n"
+    "print(json.dumps(found))\n"
+)
+
+
+def toolkit_roots(candidates=None):
+    """CUDA toolkit folders that hold NVVM (nvvm/lib64/libnvvm.so*), in the order tried:
+    $CUDA_HOME, $CUDA_PATH, nvcc's toolkit, /usr/local/cuda, /usr/local/cuda-* (newest first)."""
+    if candidates is None:
+        nvcc = shutil.which("nvcc")
+        candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"),
+                      str(Path(nvcc).resolve().parents[1]) if nvcc else None, "/usr/local/cuda",
+                      *sorted((str(p) for p in Path("/usr/local").glob("cuda-*")), reverse=True)]
+    roots = []
+    for root in candidates:
+        if root and root not in roots and any(Path(root).glob("nvvm/lib64/libnvvm.so*")):
+            roots.append(root)
+    return roots
+
+
+def _compile_check(env):
+    rc, text = _run([sys.executable, "-c", _COMPILE_CHECK], timeout=120, env=env)
+    for line in reversed(text.strip().splitlines()):  # warnings on stderr may follow the answer
+        try:
+            found = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(found, dict) and "problem" in found:
+            return found
+    return {"problem": f"the check itself failed (exit {rc}): {text.strip()[-300:]}"}
+
+
+def numba_compiler(roots=None):
+    """Can Numba compile a CUDA kernel here (NVVM and libdevice found)? If not, the
+    first toolkit folder with which it can, as CUDA_HOME for the steps after this one."""
+    info = {"as_is": _compile_check(dict(os.environ))}
+    if info["as_is"]["problem"]:
+        info["tried"] = {}
+        for root in toolkit_roots() if roots is None else roots:
+            found = info["tried"][root] = _compile_check({**os.environ, "CUDA_HOME": root})
+            if not found["problem"]:
+                info["cuda_home"] = root
+                break
+    return info
+
+
 def _fastmlp_info():
     import fastmlp
 
@@ -216,7 +271,7 @@ def environment(out):
         info["nvidia_smi"] = ([dict(zip(SMI_FIELDS.split(","), (v.strip() for v in line.split(","))))
                                for line in text.strip().splitlines()] if rc == 0 else {"error": text.strip()[-300:]})
     for key, probe in (("cupy", _cupy_info), ("torch", _torch_info), ("numba_cuda", _numba_info),
-                       ("fastmlp", _fastmlp_info), ("machine", _machine)):
+                       ("numba_compiler", numba_compiler), ("fastmlp", _fastmlp_info), ("machine", _machine)):
         try:
             info[key] = probe()
         except Exception as exc:  # ImportError, or CUDA errors without a driver: each recorded, none fatal
@@ -235,6 +290,11 @@ def environment(out):
     libs = ", ".join(f"{name} {v[pkg] or 'not installed'}" for name, pkg in (
         ("CuPy", "cupy-cuda13x" if v["cupy-cuda13x"] else "cupy-cuda12x"), ("Numba", "numba"),
         ("numba-cuda", "numba-cuda"), ("PyTorch", "torch")))
+    compiler = info["numba_compiler"]
+    if compiler.get("cuda_home"):
+        libs += f"; Numba compiles only with CUDA_HOME={compiler['cuda_home']}, set for the next steps"
+    elif "as_is" in compiler and compiler["as_is"]["problem"]:
+        libs += f"; Numba cannot compile CUDA kernels: {compiler['as_is']['problem']}"
     if info["gpu"]:
         smi = info.get("nvidia_smi")
         drv = smi[0].get("driver_version") if isinstance(smi, list) and smi else None

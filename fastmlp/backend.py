@@ -26,6 +26,32 @@ _CUDA_INSTALL_HINT = (
     "or 'fastmlp[cuda13]' (see nvidia-smi), or use FASTMLP_DEVICE=cpu"
 )
 
+# Numba compiles its CUDA kernels with NVVM (and libdevice for math), which
+# numba-cuda's [cu12]/[cu13] extras install, or which a CUDA toolkit provides.
+_COMPILER_HINT = (
+    "install the compiler with pip install 'numba-cuda[cu13]' (or [cu12], as your driver's CUDA major "
+    "version), or set CUDA_HOME to a CUDA toolkit that has nvvm/, or use FASTMLP_DEVICE=cpu"
+)
+
+
+def numba_compiler_problem():
+    """None if Numba can compile a CUDA kernel (NVVM and libdevice found), else
+    why not, in one line. Needs no GPU: it only compiles to PTX."""
+    import math
+
+    from numba import cuda, float32
+
+    def probe(a):
+        a[0] = math.exp(a[0])
+
+    try:
+        # an explicit target, so no device is asked for one; sm_75 is the oldest NVVM 13 still takes
+        cuda.compile_ptx(probe, (float32[::1],), cc=(7, 5))
+    except Exception as exc:  # NvvmSupportError, pathfinder's DynamicLibNotFoundError, OSError, ...
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")[:300]
+    return None
+
 
 class Backend:
     """Array module, device and kernels for one device.
@@ -131,6 +157,9 @@ def _cuda_backend(device_id):
         raise DeviceError(f"device 'cuda' needs numba-cuda ({exc}); {_CUDA_INSTALL_HINT}") from None
     if not numba_cuda.is_available():
         raise DeviceError(f"Numba cannot use the GPU although CuPy can; {_CUDA_INSTALL_HINT}")
+    problem = numba_compiler_problem()
+    if problem:
+        raise DeviceError(f"Numba finds the GPU but cannot compile CUDA kernels ({problem}); {_COMPILER_HINT}")
 
     from . import kernels
 

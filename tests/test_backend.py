@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -42,6 +43,40 @@ def test_cuda_without_cupy_says_what_to_install(monkeypatch):
     monkeypatch.setattr("fastmlp.backend._cache", {})
     with pytest.raises(DeviceError, match=r"pip install 'fastmlp\[cuda12\]'"):
         get_backend("cuda")
+
+
+def _no_nvvm(*args, **kwargs):
+    from numba.cuda.cudadrv.error import NvvmSupportError
+
+    raise NvvmSupportError("libNVVM cannot be found. Do `conda install cudatoolkit`:\nlibrary nvvm not found")
+
+
+def test_numba_compiler_is_found_where_the_dev_extra_installed_it():
+    # numba-cuda[cu13] (the dev extra) brings NVVM; on a GPU machine this says whether Numba finds one
+    from fastmlp.backend import numba_compiler_problem
+
+    assert numba_compiler_problem() is None
+
+
+def test_a_missing_nvvm_is_named_in_one_line(monkeypatch):
+    from fastmlp.backend import numba_compiler_problem
+
+    monkeypatch.setattr("numba.cuda.compile_ptx", _no_nvvm)
+    assert numba_compiler_problem() == "NvvmSupportError: libNVVM cannot be found. Do `conda install cudatoolkit`"
+
+
+def test_cuda_where_numba_cannot_compile_says_how_to_get_the_compiler(monkeypatch):
+    # a GPU that CuPy and Numba's driver see, but no NVVM: the error comes before any kernel is built
+    fake_cupy = SimpleNamespace(cuda=SimpleNamespace(runtime=SimpleNamespace(getDeviceCount=lambda: 1)))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setattr("fastmlp.backend._cache", {})
+    monkeypatch.setattr("numba.cuda.is_available", lambda: True)
+    monkeypatch.setattr("numba.cuda.compile_ptx", _no_nvvm)
+    with pytest.raises(DeviceError) as err:
+        get_backend("cuda")
+    text = str(err.value)
+    assert "\n" not in text and "cannot compile CUDA kernels (NvvmSupportError: libNVVM cannot be found" in text
+    assert "numba-cuda[cu13]" in text and "CUDA_HOME" in text
 
 
 def test_parse_device():

@@ -58,6 +58,7 @@ def test_quick_run_without_a_gpu_skips_gpu_steps_with_reasons(quick_run):
     assert steps["setup"]["status"] == steps["environment"]["status"] == steps["epoch"]["status"] == "ok"
     env = json.loads((out / "environment.json").read_text())
     assert env["gpu"] is None and env["gpu_reason"] and env["versions"]["numba"]
+    assert env["numba_compiler"]["as_is"]["problem"] is None  # the dev extra's NVVM, found as it is
     epoch = json.loads((out / "epoch-gpu.json").read_text())
     assert {(r["key"], r["device"]) for r in epoch["results"]} >= {("fastmlp", "cpu")}
     for system in gpu_check.EPOCH_SYSTEMS:  # each GPU system is a skipped row with its reason
@@ -134,6 +135,50 @@ def test_a_step_past_the_budget_is_skipped_saying_so(tmp_path):
     step = gpu_check.Step("late", "too late", lambda c: [sys.executable, "-c", "pass"], (30, 30))
     rec = gpu_check.run_step(step, ctx)
     assert rec["status"] == "skipped" and "budget" in rec["reason"]
+
+
+def _toolkit(root):
+    (root / "nvvm" / "lib64").mkdir(parents=True)
+    (root / "nvvm" / "lib64" / "libnvvm.so.4").write_bytes(b"")
+    return str(root)
+
+
+def test_toolkit_roots_are_the_folders_that_hold_nvvm(tmp_path):
+    with_nvvm, bare = _toolkit(tmp_path / "cuda-13.0"), tmp_path / "cuda-12.0"
+    bare.mkdir()
+    assert gpu_probes.toolkit_roots([None, str(bare), with_nvvm, with_nvvm, str(tmp_path / "none")]) == [with_nvvm]
+
+
+def test_a_toolkit_that_makes_numba_compile_goes_to_the_later_steps(monkeypatch, tmp_path):
+    # Numba finds no NVVM as the machine is set up, but does with CUDA_HOME at the second toolkit
+    broken, good = _toolkit(tmp_path / "a"), _toolkit(tmp_path / "b")
+    asked = []
+
+    def check(env):
+        asked.append(env.get("CUDA_HOME"))
+        return {"problem": None if env.get("CUDA_HOME") == good else "NvvmSupportError: libNVVM cannot be found"}
+
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.setattr(gpu_probes, "_compile_check", check)
+    info = gpu_probes.numba_compiler([broken, good, "/never/tried"])
+    assert asked == [None, broken, good] and info["cuda_home"] == good
+    assert info["tried"][broken]["problem"] and info["as_is"]["problem"].startswith("NvvmSupportError")
+
+    (tmp_path / "environment.json").write_text(json.dumps({"status": "ok", "gpu": "H100", "numba_compiler": info}))
+    ctx = gpu_check.Context(out=tmp_path, data_dir=tmp_path)
+    rec = {"status": "ok", "result": None}
+    gpu_check._finish_environment(ctx, rec)
+    assert ctx.env()["CUDA_HOME"] == good and rec["env_added"] == {"CUDA_HOME": good}
+
+
+def test_no_toolkit_fix_leaves_the_environment_alone(monkeypatch, tmp_path):
+    monkeypatch.setattr(gpu_probes, "_compile_check", lambda env: {"problem": "NvvmSupportError: not found"})
+    info = gpu_probes.numba_compiler([])
+    assert "cuda_home" not in info and info["tried"] == {}
+    (tmp_path / "environment.json").write_text(json.dumps({"status": "ok", "gpu": None, "numba_compiler": info}))
+    ctx = gpu_check.Context(out=tmp_path, data_dir=tmp_path)
+    gpu_check._finish_environment(ctx, {"status": "ok", "result": None})
+    assert ctx.extra_env == {} and ctx.env().get("CUDA_HOME") == os.environ.get("CUDA_HOME")
 
 
 def test_setup_names_the_fix_when_fastmlp_does_not_import():
