@@ -47,6 +47,8 @@ the next step runs). ``--list`` prints them with their limits.
     tta          benchmarks.time_to_accuracy: seconds to 98 % on the GPU
     parity       one epoch on the CPU and the GPU in the same batch order, float32
                  and float64: the worst parameter difference
+    gemm         each GEMM of the step timed per split-K factor (CUDA-graph replays,
+                 so GPU time only) beside cuBLAS: how to tune choose_split
     ncu          ncu over a window of training steps: kernels, their times; launch
                  gaps from a CUPTI timeline (PyTorch's profiler) of the same window
 
@@ -431,6 +433,8 @@ STEPS = [
          finish=_benchmark("time_to_accuracy", "time-to-accuracy-gpu", _tta_note)),
     Step("parity", "one epoch CPU vs GPU, same batch order, float32 and float64",
          lambda c: c.probe("parity", "--data-dir", c.data_dir), (90, 60), finish=_probe_result("parity")),
+    Step("gemm", "GPU time of each GEMM of the step per split-K factor, beside cuBLAS",
+         lambda c: c.probe("gemm", *(["--quick"] if c.quick else [])), (75, 40), finish=_probe_result("gemm")),
     Step("ncu", "ncu kernel times and a CUPTI timeline of a few training steps",
          lambda c: c.probe("ncu", "--ncu", c.tools["ncu"], "--ncu-timeout", 45 if c.quick else 90), (120, 60), tool="ncu", finish=_probe_result("ncu")),
 ]

@@ -1,6 +1,6 @@
 """The measurements behind benchmarks.gpu_check, each run as its own child process.
 
-    python -m benchmarks.gpu_probes {setup,environment,micro,capture,parity,ncu,ncu-target} --out DIR
+    python -m benchmarks.gpu_probes {setup,environment,micro,capture,parity,gemm,ncu,ncu-target} --out DIR
 
 Each probe writes DIR/<probe>.json holding "status" ("ok" or "failed"), with
 a "reason" when it failed, a one-line "note" for gpu_check's table, and its
@@ -612,6 +612,13 @@ def parity(data_dir):
     return out
 
 
+def gemm(quick=False):
+    """Each GEMM of the step, per split-K factor, beside cuBLAS: benchmarks/gpu_gemm.py."""
+    from benchmarks import gpu_gemm
+
+    return gpu_gemm.gemm(SIZES, BATCH, quick)
+
+
 # --------------------------------------------------------------------------
 # ncu: kernel times of a few training steps, and a CUPTI timeline for the gaps
 # --------------------------------------------------------------------------
@@ -796,7 +803,7 @@ def ncu(out, ncu_path, steps, timeout):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_probes", description=__doc__.split("\n\n")[0])
-    p.add_argument("probe", choices=["setup", "environment", "micro", "capture", "parity", "ncu", "ncu-target"])
+    p.add_argument("probe", choices=["setup", "environment", "micro", "capture", "parity", "gemm", "ncu", "ncu-target"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--no-install", action="store_true")
@@ -812,6 +819,7 @@ def main(argv=None):
         "micro": lambda: micro(args.quick),
         "capture": capture,
         "parity": lambda: parity(args.data_dir),
+        "gemm": lambda: gemm(args.quick),
         "ncu": lambda: ncu(args.out, args.ncu, args.steps, args.ncu_timeout),
         "ncu-target": lambda: ncu_target(args.steps),
     }[args.probe]

@@ -174,6 +174,22 @@ def _gpu_parity(r):
     return lines
 
 
+def _gpu_gemm(r):
+    lines = [f"Each GEMM of the step ({'-'.join(map(str, r['sizes']))}, batch {r['batch']}, {r['dtype']}), GPU µs per op "
+             f"from CUDA-graph replays, per split-K factor; cuBLAS without the fused epilogue. {r['note']}:", "",
+             "| product | C (rows × cols), depth | µs by split | best | choose_split | cuBLAS µs | best / cuBLAS |",
+             "|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        m, nc, depth = row["product"]
+        by_split = ", ".join(f"{s}: {us:.1f}" for s, us in row["us"].items()) or "none timed"
+        best = f"{row['best']} ({row['best_us']:.1f})" if "best" in row else "-"
+        auto = f"{row['auto']}" + (f" ({row['auto_over_best']:.2f}× best)" if "auto_over_best" in row else "")
+        cublas = f"{row['cublas_us']:.1f}" if "cublas_us" in row else "failed"
+        ratio = f"{row['best_over_cublas']:.2f}" if "best_over_cublas" in row else "-"
+        lines.append(f"| {row['name']} | {m} × {nc}, {depth} | {by_split} | {best} | {auto} | {cublas} | {ratio} |")
+    return lines
+
+
 def gpu_sections(folder):
     """Markdown for one gpu_check results folder: the device, every step's status,
     and the tables of the steps that produced results."""
@@ -181,7 +197,8 @@ def gpu_sections(folder):
     name = f"benchmarks/results/{folder.name}"
     lines = [f"GPU check on **{summary.get('gpu') or 'no GPU'}**, {summary['mode']} run of {summary['started']} "
              f"(from `{name}/`):", "", *_gpu_steps(summary)]
-    for file, fmt in (("micro.json", _gpu_micro), ("capture.json", _gpu_capture), ("parity.json", _gpu_parity)):
+    for file, fmt in (("micro.json", _gpu_micro), ("capture.json", _gpu_capture), ("parity.json", _gpu_parity),
+                      ("gemm.json", _gpu_gemm)):
         if (folder / file).exists():
             lines += ["", *fmt(json.loads((folder / file).read_text()))]
     for kind, fmt in (("epoch", epoch_table), ("time-to-accuracy", tta_table), ("scaling", scaling_table)):

@@ -304,7 +304,18 @@ def test_report_renders_gpu_results_naming_the_device(quick_run, tmp_path):
            "graph_info": {"mode": "graph", "scope": "step", "reason": "captured"}}
     (out / "parity.json").write_text(json.dumps({"rows": 300, "rel_floor": 1e-6, "results": {
         "float64": {"default": row, "graph-epoch": {"status": "unsupported", "reason": "no such option yet"}}}}))
+    from benchmarks import gpu_gemm
+
+    cases = gpu_gemm.gemm_cases((784, 128, 64, 10), 128)[:2]
+    rows = gpu_gemm.gemm_table(cases, lambda case, split: 10.0 + split, lambda case: 4.0)
+    rows[1]["errors"]["cublas"] = "no torch"
+    del rows[1]["cublas_us"], rows[1]["best_over_cublas"]
+    (out / "gemm.json").write_text(json.dumps({"sizes": [784, 128, 64, 10], "batch": 128, "dtype": "float32",
+                                               "rows": rows, **gpu_gemm.summarize(rows)}))
     text = python("benchmarks.report", "--label", "none", results=out.parent)
+    assert "| linear_forward 1 | 128 × 128, 784 | 1: 11.0, 2: 12.0, 4: 14.0, 7: 17.0, 13: 23.0 | 1 (11.0) | " \
+           "7 (1.55× best) | 4.0 | 2.75 |" in text
+    assert "| linear_backward 1 | 785 × 128, 128 |" in text and "| failed | - |" in text
     assert "GPU check on **Synthetic GPU (test data)**" in text and f"benchmarks/results/{out.name}/" in text
     assert "| pytest | skipped |" in text and "| fake launch |" in text and "| torch.mm | failed: no torch |" in text
     assert "| float64 | default |" in text and "graph step" in text and "unsupported: no such option yet" in text
