@@ -17,8 +17,8 @@ only when carried). Then call ``run`` with ``carry=[".gpu-data"]``,
 
     PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu_check --data-dir .gpu-data --bundle $OUT/gpu-check.tar.gz
 
-``--quick`` runs the same steps with fewer epochs, batch sizes and tests,
-inside a budget of 225 s; the full run's budget is 540 s (``--budget``: a step
+``--quick`` runs the same steps, less ``pytest-rest``, with fewer epochs and
+batch sizes, inside a budget of 225 s; the full run's budget is 540 s (``--budget``: a step
 never gets more than what is left, and one that would start too late is
 skipped, saying so). Unpack the archive with ``tar -xzf gpu-check.tar.gz -C
 benchmarks/results/`` and commit the folder; ``python -m benchmarks.report``
@@ -36,21 +36,29 @@ the next step runs). ``--list`` prints them with their limits.
     environment  nvidia-smi, GPU, driver, CUDA, CuPy, Numba, numba-cuda, PyTorch;
                  whether Numba can compile a CUDA kernel, and if it finds NVVM only
                  in a CUDA toolkit folder, that folder as CUDA_HOME for the later steps
-    pytest       the whole suite (GPU tests must run, not skip), JUnit XML kept
-    memcheck     compute-sanitizer --tool memcheck over the CUDA kernel tests
-    racecheck    compute-sanitizer --tool racecheck over the CUDA kernel tests
-    micro        host cost per call: Numba launches, CuPy RawKernel, cupy.matmul, torch.mm
+    pytest       the tests that run on the device (GPU_TESTS; a skipped GPU test
+                 fails the step), JUnit XML kept
     capture      does a Numba kernel on a capturing CuPy stream replay correctly?
     epoch        benchmarks.epoch: fastmlp cuda (default, eager, graph step/epoch),
                  PyTorch eager and torch.compile(mode="reduce-overhead"), fastmlp cpu
-    scaling      benchmarks.scaling: batch sweep 32 ... 8192 on the GPU
-    tta          benchmarks.time_to_accuracy: seconds to 98 % on the GPU
     parity       one epoch on the CPU and the GPU in the same batch order, float32
                  and float64: the worst parameter difference
+    micro        host cost per call: Numba launches, CuPy RawKernel, cupy.matmul, torch.mm
     gemm         each GEMM of the step timed per split-K factor (CUDA-graph replays,
                  so GPU time only) beside cuBLAS: how to tune choose_split
+    memcheck     compute-sanitizer --tool memcheck over the CUDA kernel tests
+    racecheck    compute-sanitizer --tool racecheck over the CUDA kernel tests
+    scaling      benchmarks.scaling: batch sweep 32 ... 8192 on the GPU
+    tta          benchmarks.time_to_accuracy: seconds to 98 % on the GPU
     ncu          ncu over a window of training steps: kernels, their times; launch
                  gaps from a CUPTI timeline (PyTorch's profiler) of the same window
+    pytest-rest  full run only: the rest of the suite, with pytest-xdist where
+                 installed, less the simulator run (the GPU ran those tests)
+
+The order puts what decides the most first: whether the GPU path is right
+(pytest, capture), then what it is for (epoch, parity). A step the budget
+cannot fit is skipped, saying so, and the last lines printed give the command
+that runs just those steps, for a second device call.
 
 Without a GPU the GPU steps are recorded as skipped with the reason, and the
 rest (setup, environment, the CPU rows of the epoch benchmark) still runs.
@@ -62,7 +70,7 @@ is 1 if a step failed or timed out, else 0 (skipped steps are not failures).
 
 To split the work into two device commands, give each a part with ``--steps``
 (``setup`` and ``environment`` are cheap; name them in both); each run writes
-its own folder.
+its own folder. ``--steps`` keeps the usual order whatever order it is given in.
 
 This module imports only the standard library, so it runs (and says what is
 wrong) even where fastmlp itself does not import yet.
@@ -94,11 +102,16 @@ LOG_KEEP = (256 << 10, 1 << 20)  # a longer log keeps its first 256 KiB and last
 BUDGET = {False: 540, True: 225}  # seconds for the whole run: full, --quick
 RESERVE_S = 5  # kept back from the budget for the summary and the archive
 
-# The pytest step in --quick mode: the tests that touch the device code path.
-QUICK_TESTS = ["tests/test_gpu.py", "tests/test_kernels_cuda.py", "tests/test_kernels_ptx.py", "tests/test_backend.py",
-               "tests/test_trainer.py", "tests/test_model.py", "tests/test_optim.py"]
+# The 'pytest' step, early in both modes: every test that runs on the device.
+GPU_TESTS = ["tests/test_gpu.py", "tests/test_kernels_cuda.py", "tests/test_kernels_linear_cuda.py",
+             "tests/test_step_cuda.py", "tests/test_kernels_ptx.py", "tests/test_backend.py", "tests/test_step.py",
+             "tests/test_trainer.py", "tests/test_model.py", "tests/test_optim.py",
+             "tests/test_estimator.py::test_cuda_fit_predict_and_pickle"]
 # Tests that must run, not skip, on a GPU machine.
-GPU_TEST_FILES = ("test_gpu.py", "test_kernels_cuda.py")
+GPU_TEST_FILES = ("test_gpu.py", "test_kernels_cuda.py", "test_kernels_linear_cuda.py", "test_step_cuda.py")
+# The rest of the suite ('pytest-rest', last, full run only) leaves out the simulator run of the
+# CUDA test files: on a GPU machine the 'pytest' step ran those files on the GPU itself.
+SIMULATOR_TEST = "tests/test_cuda_simulator.py::test_cuda_kernels_pass_under_the_simulator"
 # Real-data tests that need fashion-mnist/, which the recipe does not carry.
 FASHION_TESTS = ["tests/test_data.py::test_real_data[fashion-mnist]",
                  "tests/test_data.py::test_real_checksums[fashion-mnist]"]
@@ -141,6 +154,7 @@ class Step:
     gpu: bool = True
     tool: str | None = None
     finish: Callable | None = None
+    full_only: bool = False  # --quick leaves it out
 
 
 def _clip_log(path):
@@ -180,6 +194,9 @@ def run_step(step, ctx):
     left = ctx.deadline - time.monotonic() - RESERVE_S
     if step.gpu and ctx.gpu is False:
         rec["reason"] = f"no CUDA GPU: {ctx.gpu_reason}"
+        return rec
+    if step.full_only and ctx.quick:
+        rec["reason"] = "full run only (--quick leaves it out)"
         return rec
     if step.tool and not ctx.tools.get(step.tool):
         rec["reason"] = f"{step.tool} is not on PATH"
@@ -311,12 +328,31 @@ def _finish_environment(ctx, rec):
         rec["env_added"] = {"CUDA_HOME": cuda_home}
 
 
+def _pytest_argv(ctx, name):
+    return [ctx.python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={ctx.out / f'{name}.xml'}"]
+
+
 def _pytest_command(ctx):
-    argv = [ctx.python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={ctx.out / 'pytest.xml'}"]
-    if ctx.quick:
-        argv += QUICK_TESTS
+    return _pytest_argv(ctx, "pytest") + GPU_TESTS
+
+
+def _has_xdist(python):
+    """Whether ``python`` has pytest-xdist (the device image does): the rest of the suite then runs in parallel."""
+    code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('xdist') is None)"
+    try:
+        return subprocess.run([python, "-c", code], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _pytest_rest_command(ctx):
+    files = {t.split("::")[0] for t in GPU_TESTS if "::" not in t}
+    argv = _pytest_argv(ctx, "pytest-rest") + ["tests"] + [f"--ignore={f}" for f in sorted(files)]
+    argv += [f"--deselect={t}" for t in GPU_TESTS if "::" in t] + [f"--deselect={SIMULATOR_TEST}"]
     if not (ctx.data_dir / "fashion-mnist").is_dir():
         argv += [f"--deselect={t}" for t in FASHION_TESTS]
+    if _has_xdist(ctx.python):
+        argv += ["-n", str(min(8, os.cpu_count() or 1))]
     return argv
 
 
@@ -337,22 +373,21 @@ def junit_counts(path):
 
 
 def _finish_pytest(ctx, rec):
-    xml = ctx.out / "pytest.xml"
+    xml = ctx.out / f"{rec['name'] if rec.get('name', '').startswith('pytest') else 'pytest'}.xml"
     if not xml.exists():
         return
     counts, skipped_gpu = junit_counts(xml)
     passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    rec["result"] = {**counts, "passed": passed, "skipped_gpu_tests": skipped_gpu, "junit": xml.name,
-                     "quick_subset": QUICK_TESTS if ctx.quick else None}
+    rec["result"] = {**counts, "passed": passed, "skipped_gpu_tests": skipped_gpu, "junit": xml.name}
     rec["note"] = (f"{passed} passed, {counts['failures']} failed, {counts['errors']} errors, "
-                   f"{counts['skipped']} skipped" + (" (quick subset)" if ctx.quick else ""))
+                   f"{counts['skipped']} skipped")
     if skipped_gpu and rec["status"] == OK:
         rec["status"], rec["reason"] = FAILED, f"{len(skipped_gpu)} GPU tests skipped on a GPU machine: {skipped_gpu[0]}"
 
 
 def _sanitizer(tool):
     def command(ctx):
-        tests = ["tests/test_kernels_cuda.py"]
+        tests = ["tests/test_kernels_cuda.py", "tests/test_kernels_linear_cuda.py"]  # the GEMMs' shared tiles too
         if tool == "memcheck":  # plus a short real training run: CuPy, cuBLAS and the kernels together
             tests.append("tests/test_gpu.py::test_same_seed_same_gpu_result")
         return [ctx.tools["compute-sanitizer"], "--tool", tool, "--print-limit", "50", ctx.python, "-m", "pytest",
@@ -416,28 +451,49 @@ STEPS = [
          (120, 120), gpu=False, finish=_probe_result("setup")),
     Step("environment", "nvidia-smi, GPU, driver, CUDA and library versions", lambda c: c.probe("environment"),
          (60, 60), gpu=False, finish=_finish_environment),
-    Step("pytest", "the test suite, GPU tests included", _pytest_command, (240, 100), finish=_finish_pytest),
-    Step("memcheck", "compute-sanitizer memcheck over the CUDA kernel tests", memcheck_command, (90, 45),
-         tool="compute-sanitizer", finish=memcheck_finish),
-    Step("racecheck", "compute-sanitizer racecheck over the CUDA kernel tests", racecheck_command, (90, 45),
-         tool="compute-sanitizer", finish=racecheck_finish),
-    Step("micro", "host cost per call of launches and small GEMMs",
-         lambda c: c.probe("micro", *(["--quick"] if c.quick else [])), (60, 30), finish=_probe_result("micro")),
+    Step("pytest", "the tests that run on the GPU (GPU_TESTS)", _pytest_command, (180, 120), finish=_finish_pytest),
     Step("capture", "Numba kernel on a capturing CuPy stream, graph replay", lambda c: c.probe("capture"), (45, 30),
          finish=_probe_result("capture")),
     Step("epoch", "epoch time: fastmlp modes, PyTorch eager and compiled, fastmlp cpu", _epoch_command, (180, 120),
          gpu=False, finish=_benchmark("epoch", "epoch-gpu", _epoch_note)),
+    Step("parity", "one epoch CPU vs GPU, same batch order, float32 and float64",
+         lambda c: c.probe("parity", "--data-dir", c.data_dir), (90, 60), finish=_probe_result("parity")),
+    Step("micro", "host cost per call of launches and small GEMMs",
+         lambda c: c.probe("micro", *(["--quick"] if c.quick else [])), (60, 30), finish=_probe_result("micro")),
+    Step("gemm", "GPU time of each GEMM of the step per split-K factor, beside cuBLAS",
+         lambda c: c.probe("gemm", *(["--quick"] if c.quick else [])), (75, 40), finish=_probe_result("gemm")),
+    Step("memcheck", "compute-sanitizer memcheck over the CUDA kernel tests", memcheck_command, (90, 45),
+         tool="compute-sanitizer", finish=memcheck_finish),
+    Step("racecheck", "compute-sanitizer racecheck over the CUDA kernel tests", racecheck_command, (90, 45),
+         tool="compute-sanitizer", finish=racecheck_finish),
     Step("scaling", "throughput against batch size on the GPU", _scaling_command, (90, 40),
          finish=_benchmark("scaling", "scaling-gpu", lambda r: f"{sum(map(len, r['batch'].values()))} batch sizes")),
     Step("tta", "time to 98 % test accuracy on the GPU", _tta_command, (60, 40),
          finish=_benchmark("time_to_accuracy", "time-to-accuracy-gpu", _tta_note)),
-    Step("parity", "one epoch CPU vs GPU, same batch order, float32 and float64",
-         lambda c: c.probe("parity", "--data-dir", c.data_dir), (90, 60), finish=_probe_result("parity")),
-    Step("gemm", "GPU time of each GEMM of the step per split-K factor, beside cuBLAS",
-         lambda c: c.probe("gemm", *(["--quick"] if c.quick else [])), (75, 40), finish=_probe_result("gemm")),
     Step("ncu", "ncu kernel times and a CUPTI timeline of a few training steps",
          lambda c: c.probe("ncu", "--ncu", c.tools["ncu"], "--ncu-timeout", 45 if c.quick else 90), (120, 60), tool="ncu", finish=_probe_result("ncu")),
+    Step("pytest-rest", "the rest of the test suite (in parallel with pytest-xdist)", _pytest_rest_command, (240, 0),
+         finish=_finish_pytest, full_only=True),
 ]
+
+
+def rerun_command(summary, argv):
+    """The gpu_check command line that runs only the steps this run skipped for lack of
+    time (with setup and environment, which the others need), or None."""
+    late = [r["name"] for r in summary["steps"] if r["status"] == SKIPPED and r["reason"].startswith("out of time")]
+    if not late:
+        return None
+    kept, skip = [], False
+    for arg in argv:  # the same options, less --steps/--skip/--out and their values
+        if arg in ("--steps", "--skip", "--out"):
+            skip = True
+        elif skip and not arg.startswith("--"):
+            continue
+        else:
+            skip = False
+            kept.append(arg)
+    steps = [s for s in ("setup", "environment") if s not in late] + late
+    return " ".join(["python3 -m benchmarks.gpu_check", *kept, "--steps", *steps])
 
 
 # --------------------------------------------------------------------------
@@ -480,7 +536,7 @@ def main(argv=None):
                    help="results folder (default: benchmarks/results/gpu-<device>-<date>-<time>)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder holding mnist/ (default: $FASTMLP_DATA_DIR, else .gpu-data)")
-    p.add_argument("--quick", action="store_true", help="fewer epochs and sizes, the GPU-related tests only: under 4 minutes")
+    p.add_argument("--quick", action="store_true", help="fewer epochs and sizes, no pytest-rest: under 4 minutes")
     p.add_argument("--bundle", type=Path, default=None, help="also pack --out into this .tar.gz (after every step)")
     p.add_argument("--steps", nargs="+", choices=names, default=None, help="run only these steps (in the usual order)")
     p.add_argument("--skip", nargs="+", choices=names, default=[], help="leave these steps out")
@@ -524,6 +580,9 @@ def main(argv=None):
     print()
     print(table(summary), end="")
     print(f"{summary['seconds']:.0f} s in all; wrote {out / 'summary.json'}" + (f" and {args.bundle}" if args.bundle else ""))
+    left = rerun_command(summary, argv if argv is not None else sys.argv[1:])
+    if left:
+        print(f"Out of time for some steps; to run just those: {left}")
     return 1 if any(r["status"] in (FAILED, TIMEOUT) for r in summary["steps"]) else 0
 
 

@@ -223,6 +223,40 @@ def test_junit_counts_flag_skipped_gpu_tests(tmp_path):
     assert rec["status"] == "failed" and "1 GPU tests skipped" in rec["reason"]
 
 
+def test_the_rest_of_the_suite_leaves_out_what_the_gpu_step_ran(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "_has_xdist", lambda python: True)
+    ctx = gpu_check.Context(out=tmp_path, data_dir=tmp_path)
+    first, rest = gpu_check._pytest_command(ctx), gpu_check._pytest_rest_command(ctx)
+    assert "tests/test_kernels_linear_cuda.py" in first and "tests/test_step_cuda.py" in first
+    assert "--ignore=tests/test_kernels_linear_cuda.py" in rest and "--ignore=tests/test_gpu.py" in rest
+    assert "--deselect=tests/test_estimator.py::test_cuda_fit_predict_and_pickle" in rest
+    assert f"--deselect={gpu_check.SIMULATOR_TEST}" in rest and "-n" in rest
+    assert f"--junitxml={tmp_path / 'pytest-rest.xml'}" in rest
+    for test in gpu_check.GPU_TESTS + [gpu_check.SIMULATOR_TEST]:  # no stale names
+        assert (ROOT / test.split("::")[0]).is_file(), test
+        if "::" in test:
+            assert f"def {test.split('::')[1]}(" in (ROOT / test.split("::")[0]).read_text(), test
+
+
+def test_full_only_steps_are_left_out_of_a_quick_run(tmp_path):
+    ctx = gpu_check.Context(out=tmp_path, data_dir=tmp_path, quick=True, gpu=True)
+    step = gpu_check.Step("long", "long", lambda c: [sys.executable, "-c", "pass"], (30, 0), full_only=True)
+    rec = gpu_check.run_step(step, ctx)
+    assert rec["status"] == "skipped" and "full run only" in rec["reason"]
+
+
+def test_the_steps_left_for_lack_of_time_get_their_own_command():
+    summary = {"steps": [{"name": "setup", "status": "ok", "reason": ""},
+                         {"name": "epoch", "status": "timeout", "reason": "killed after its 180 s limit"},
+                         {"name": "scaling", "status": "skipped", "reason": "out of time: the run's budget leaves 3 s"},
+                         {"name": "ncu", "status": "skipped", "reason": "ncu is not on PATH"},
+                         {"name": "pytest-rest", "status": "skipped", "reason": "out of time: the run's budget leaves 0 s"}]}
+    argv = ["--data-dir", ".gpu-data", "--out", "here", "--steps", "setup", "epoch", "scaling", "--bundle", "b.tar.gz"]
+    assert gpu_check.rerun_command(summary, argv) == ("python3 -m benchmarks.gpu_check --data-dir .gpu-data --bundle "
+                                                      "b.tar.gz --steps setup environment scaling pytest-rest")
+    assert gpu_check.rerun_command({"steps": summary["steps"][:2]}, argv) is None
+
+
 NCU_CSV = '''==PROF== Connected to process 123
 "ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"
 "0","123","python3","127.0.0.1","bias_act_forward","1","7","(128, 1, 1)","(128, 1, 1)","0","9.0","Command line profiler metrics","gpu__time_duration.sum","nsecond","2,112"
