@@ -7,7 +7,9 @@ NVVM, which the dev extra installs (numba-cuda[cu13]).
 
 Each kernel's registers and shared memory are printed (``pytest -s``): from
 ``ptxas -v`` where ptxas is on PATH, otherwise the shared bytes declared in
-the PTX (registers are only known after ptxas). The line says which.
+the PTX (registers are only known after ptxas). The line says which. Where
+ptxas runs (a machine with the CUDA toolkit, such as the GPU machine), a
+kernel that spills registers to local memory fails the test.
 """
 
 import re
@@ -86,13 +88,14 @@ def compile_ptx():
         yield cuda.compile_ptx
 
 
-def _resources(name, ptx):
+def _resources(name, ptx, options=()):
     """One line with the kernel's registers and shared memory, saying where they come from."""
     ptxas = shutil.which("ptxas")
     if ptxas:
         note = ""
         for _ in range(2):
-            proc = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90", "-o", "/dev/null", "-"], input=ptx, capture_output=True, text=True)
+            proc = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90", *options, "-o", "/dev/null", "-"], input=ptx,
+                                  capture_output=True, text=True)
             # an older ptxas than the NVVM that wrote the PTX refuses its .version; retry at the one it names
             older = re.search(r"Unsupported \.version \S+; current version is '([\d.]+)'", proc.stderr)
             if proc.returncode == 0 or not older:
@@ -101,7 +104,10 @@ def _resources(name, ptx):
             note = f" (PTX .version lowered to {older.group(1)} for this ptxas)"
         assert proc.returncode == 0, f"{name}: ptxas rejects the PTX:\n{proc.stderr}"
         used = re.search(r"Used .*", proc.stderr)
-        return f"{name}: ptxas -v sm_90: {used.group(0) if used else proc.stderr.strip()}{note}"
+        spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", proc.stderr)
+        # a spill puts a thread's registers in local memory: each step of a GEMM's loop would go to DRAM
+        assert not spills or spills.group(1) == spills.group(2) == "0", f"{name}: register spills: {spills.group(0)}"
+        return f"{name}: ptxas -v sm_90: {used.group(0) if used else proc.stderr.strip()}, no spills{note}"
     smem = sum(int(n) for n in re.findall(r"\.shared \.align \d+ \.b8 \S+\[(\d+)\]", ptx))
     return f"{name}: no ptxas on PATH; from the PTX: {smem} bytes of static shared memory, registers unknown"
 
@@ -121,3 +127,13 @@ def test_float64_kernels_compile(compile_ptx, name):
     ptx, _ = compile_ptx(kernel.py_func, sig, cc=(9, 0))
     assert ".entry" in ptx
     print(_resources(f"{name} float64", ptx))
+
+
+def test_a_kernel_that_spills_registers_fails_the_check(compile_ptx):
+    # the forward GEMM held to 24 registers (it needs 80) must spill, and the check must say so
+    if not shutil.which("ptxas"):
+        pytest.skip("no ptxas on PATH (it comes with the CUDA toolkit): spills are checked where it is")
+    kernel, sig = _signatures(float32)["linear_forward"]
+    ptx, _ = compile_ptx(kernel.py_func, sig, cc=(9, 0))
+    with pytest.raises(AssertionError, match="register spills"):
+        _resources("linear_forward float32", ptx, options=("--maxrregcount", "24"))
