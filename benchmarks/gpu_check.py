@@ -373,7 +373,7 @@ def junit_counts(path):
 
 
 def _finish_pytest(ctx, rec):
-    xml = ctx.out / f"{rec['name'] if rec.get('name', '').startswith('pytest') else 'pytest'}.xml"
+    xml = ctx.out / f"{rec.get('name', 'pytest')}.xml"  # pytest.xml or pytest-rest.xml
     if not xml.exists():
         return
     counts, skipped_gpu = junit_counts(xml)
