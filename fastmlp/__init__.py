@@ -40,6 +40,7 @@ __all__ = [
     "FastMLPError",
     "MLP",
     "MLPClassifier",
+    "MLPRegressor",
     "Trainer",
     "evaluate",
     "get_backend",
@@ -53,10 +54,10 @@ __all__ = [
 
 
 def __getattr__(name):
-    # MLPClassifier needs scikit-learn, so it is imported on first use only:
+    # The estimators need scikit-learn, so they are imported on first use only:
     # ``import fastmlp`` never imports scikit-learn.
-    if name == "MLPClassifier":
-        from .estimator import MLPClassifier  # ImportError naming the 'sklearn' extra if it is missing
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimators  # ImportError naming the 'sklearn' extra if it is missing
 
-        return MLPClassifier
+        return getattr(estimators, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

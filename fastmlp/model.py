@@ -9,9 +9,14 @@ Shapes, for sizes (d0, d1, ..., dL) and a batch of n rows:
     layers[l].W  (d_l, d_{l+1})      layers[l].b  (d_{l+1},)
     x            (n, d0)             logits       (n, dL)
 Hidden layers apply the activation; the last layer's output is the logits,
-which the fused loss kernel turns into dlogits in place: softmax
-cross-entropy over dL classes, or (``loss="logistic"``, dL = 1) sigmoid +
-binary log-loss, the two-class model of scikit-learn's MLPClassifier.
+which the fused loss kernel turns into dlogits in place. Two losses train on
+integer class labels y (n,): softmax cross-entropy over dL classes, and
+(``loss="logistic"``, dL = 1) sigmoid + binary log-loss, the two-class model of
+scikit-learn's MLPClassifier. Three train on a float target matrix Y (n, dL)
+(:data:`VALUE_LOSSES`): ``"multilabel"`` (dL sigmoid outputs, a binary log-loss
+each), ``"squared_error"`` (identity output) and ``"poisson"`` (exponential
+output, half Poisson deviance), scikit-learn's multi-label classifier and its
+two regression losses.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from .errors import ConfigError
 from .kernels import IDENTITY
 
 INITS = ("he", "xavier", "normal")
-LOSSES = {"softmax": "softmax_xent", "logistic": "logistic_xent"}  # loss -> its fused KernelSet op
+# loss -> its fused KernelSet op
+LOSSES = {"softmax": "softmax_xent", "logistic": "logistic_xent", "multilabel": "multilabel_xent",
+          "squared_error": "squared_error", "poisson": "poisson_deviance"}
+VALUE_LOSSES = ("multilabel", "squared_error", "poisson")  # these train on a float target matrix (n, dL)
 UINT8_SCALE = 1 / 255  # uint8 features are pixel intensities: 0..255 -> [0, 1]
 
 
@@ -47,13 +55,14 @@ class Workspace:
     acts[l]   (B, d_l) for l = 1..L: the output of layer l (acts[L] holds the
               logits, then dlogits after the loss kernel)
     dacts[l]  (B, d_l) for l = 1..L-1: gradient w.r.t. layer l's output
-    row_loss  (B,) loss per row;  x, y: the gathered batch
+    row_loss  (B,) loss per row;  x, y: the gathered batch (y (B,) int64 labels, or
+              (B, dL) float targets with ``value_targets``)
     """
 
-    def __init__(self, xp, sizes, batch_size, dtype):
+    def __init__(self, xp, sizes, batch_size, dtype, value_targets=False):
         self.batch_size = batch_size
         self.x = xp.zeros((batch_size, sizes[0]), dtype=dtype)
-        self.y = xp.zeros(batch_size, dtype=np.int64)
+        self.y = xp.zeros((batch_size, sizes[-1]), dtype=dtype) if value_targets else xp.zeros(batch_size, dtype=np.int64)
         self.acts = [None] + [xp.zeros((batch_size, d), dtype=dtype) for d in sizes[1:]]
         self.dacts = [None] + [xp.zeros((batch_size, d), dtype=dtype) for d in sizes[1:-1]] + [None]
         self.row_loss = xp.zeros(batch_size, dtype=dtype)
@@ -127,6 +136,20 @@ def two_class_proba(xp, z):
     return xp.hstack([1 - p, p])
 
 
+def output_activation(xp, loss, z):
+    """The output activation of ``loss`` applied to logits z (n, dL) in place (returned)."""
+    if loss == "softmax":
+        z -= z.max(axis=1, keepdims=True)
+        xp.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+    elif loss in ("logistic", "multilabel"):
+        e = xp.exp(-abs(z))  # never overflows
+        z[...] = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    elif loss == "poisson":
+        xp.exp(z, out=z)
+    return z
+
+
 def init_weights(rng, n_in, n_out, scheme, std, dtype):
     """One weight matrix (n_in, n_out) drawn on the host."""
     if scheme == "he":  # keeps the variance of ReLU activations across layers
@@ -192,6 +215,11 @@ class MLP:
         return 2 if self.loss == "logistic" else self.sizes[-1]
 
     @property
+    def value_targets(self):
+        """True when the loss trains on a float target matrix (n, dL), not on labels."""
+        return self.loss in VALUE_LOSSES
+
+    @property
     def n_weights(self):
         return sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
@@ -227,7 +255,7 @@ class MLP:
         return [(np.array(self.backend.to_host(l.W)), np.array(self.backend.to_host(l.b))) for l in self.layers]
 
     def workspace(self, batch_size):
-        return Workspace(self.xp, self.sizes, batch_size, self.dtype)
+        return Workspace(self.xp, self.sizes, batch_size, self.dtype, self.value_targets)
 
     @property
     def codes(self):
@@ -278,6 +306,13 @@ class MLP:
         for start in range(0, n, bs):
             out[start : start + bs] = self.forward(X[start : start + bs], self._eval_ws)
         return out
+
+    def outputs(self, X, batch_size=8192):
+        """The output layer's activations for all rows of X, as a device array: softmax
+        probabilities, sigmoid probabilities (one column per logistic output), the
+        identity (squared error) or exp (Poisson) of the logits."""
+        z = self.logits(X, batch_size)
+        return output_activation(self.xp, self.loss, z)
 
     def predict_proba(self, X, batch_size=8192):
         """Class probabilities (n, n_classes) as a NumPy array."""

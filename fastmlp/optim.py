@@ -34,14 +34,14 @@ class Optimizer:
     for the short last batch).
     """
 
-    def __init__(self, backend, params, n_decay, weight_decay=0.0):
+    def __init__(self, backend, params, n_decay, weight_decay=0.0, decay_per_row=None):
         weight_decay = checks.non_negative("weight_decay", weight_decay)
         self.backend = backend
         self.xp = backend.xp
         self.params = params
         self.n_decay = int(n_decay)
         self.weight_decay = float(weight_decay)
-        self.decay_per_row = None
+        self.decay_per_row = None if decay_per_row is None else checks.non_negative("decay_per_row", decay_per_row)
         self.t = 0
         self._rates1 = self.xp.zeros((1, 2), dtype=params.dtype)  # for step(): rates and state of one step
         self._state1 = self.xp.zeros(2, dtype=np.int64)
@@ -100,10 +100,10 @@ class SGD(Optimizer):
     lr is constant.
     """
 
-    def __init__(self, backend, params, n_decay, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(backend, params, n_decay, weight_decay)
-        if not 0 <= momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
+    def __init__(self, backend, params, n_decay, momentum=0.0, nesterov=False, weight_decay=0.0, decay_per_row=None):
+        super().__init__(backend, params, n_decay, weight_decay, decay_per_row)
+        if not 0 <= momentum <= 1:
+            raise ConfigError(f"momentum must be in [0, 1], got {momentum}")
         if nesterov and momentum == 0:
             raise ConfigError("nesterov needs a momentum > 0")
         self.momentum = float(momentum)
@@ -146,8 +146,8 @@ class Adam(Optimizer):
     EPS_FORMS = ("torch", "sklearn")
 
     def __init__(self, backend, params, n_decay, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                 eps_form="torch"):
-        super().__init__(backend, params, n_decay, weight_decay)
+                 eps_form="torch", decay_per_row=None):
+        super().__init__(backend, params, n_decay, weight_decay, decay_per_row)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ConfigError(f"Adam betas must be in [0, 1), got {beta1}, {beta2}")
         eps = checks.positive("eps", eps)

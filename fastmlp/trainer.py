@@ -20,7 +20,7 @@ from . import checks
 from .backend import namespace_of
 from .errors import ConfigError, divergence_error
 from .model import input_scale
-from .optim import make_optimizer, make_schedule
+from .optim import SGD, Adam, Optimizer, make_optimizer, make_schedule
 from .step import TrainStep, check_graph_options
 
 
@@ -34,12 +34,20 @@ def _check_xy(model, X, y, what):
             f"{what} rows have {X.shape[1]} features but sizes start with {model.sizes[0]}; "
             f"make the first size {X.shape[1]}"
         )
-    if y.shape != (X.shape[0],):
+    if model.value_targets:
+        if y.shape != (X.shape[0], model.sizes[-1]):
+            raise ConfigError(f"{what} has {X.shape[0]} rows and {model.sizes[-1]} outputs but targets of shape "
+                              f"{tuple(y.shape)}; give one row of {model.sizes[-1]} targets per row")
+    elif y.shape != (X.shape[0],):
         raise ConfigError(f"{what} has {X.shape[0]} rows but labels of shape {tuple(y.shape)}; give one integer label per row")
     if X.shape[0] == 0:
         raise ConfigError(f"{what} is empty")
     if not bool(xp.isfinite(X).all()):
         raise ConfigError(f"{what} features contain NaN or inf; clean or impute them first")
+    if model.value_targets:
+        if not bool(xp.isfinite(y).all()):
+            raise ConfigError(f"{what} targets contain NaN or inf; clean or impute them first")
+        return
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= model.n_classes:
         raise ConfigError(
@@ -96,6 +104,15 @@ class _TargetWatch:
         return self.reached is not None
 
 
+def _optimizer_name(opt):
+    """The name make_optimizer knows an Optimizer instance by."""
+    if isinstance(opt, Adam):
+        return "adam"
+    if isinstance(opt, SGD) and opt.momentum:
+        return "nesterov" if opt.nesterov else "momentum"
+    return "sgd"
+
+
 def _epoch_seed(seed, epoch):
     """A 32-bit seed for one epoch's shuffle, derived from (seed, epoch)."""
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
@@ -104,7 +121,8 @@ def _epoch_seed(seed, epoch):
 class Trainer:
     """Mini-batch training of an :class:`~fastmlp.model.MLP` with a fused loss kernel.
 
-    optimizer: 'sgd' | 'momentum' | 'nesterov' | 'adam'; schedule: 'constant' | 'step' |
+    optimizer: 'sgd' | 'momentum' | 'nesterov' | 'adam', or an :class:`~fastmlp.optim.Optimizer`
+    built over ``model.params`` (then ``momentum`` and ``weight_decay`` are its own); schedule: 'constant' | 'step' |
     'cosine' | 'onecycle' (see :func:`~fastmlp.optim.make_schedule`), with a linear
     warm-up over the first ``warmup`` epochs (a fraction is fine). ``dropout`` (a
     probability) drops hidden units in training, ``label_smoothing`` (eps) trains
@@ -137,14 +155,20 @@ class Trainer:
         label_smoothing=0.0,
         target_accuracy=None,
         eval_every=None,
+        track_weight_sq=False,
     ):
         batch_size = checks.integer("batch_size", batch_size, 1)
         lr = checks.positive("lr", lr)
         seed = checks.integer("seed", seed, 0)
         self.model = model
         self.backend = model.backend
-        self.optimizer = make_optimizer(optimizer, model, momentum=momentum, weight_decay=weight_decay)
-        self.optimizer_name = optimizer
+        if isinstance(optimizer, Optimizer):
+            if optimizer.params is not model.params:
+                raise ConfigError("the optimizer given to Trainer must be built over this model's params")
+            self.optimizer, self.optimizer_name = optimizer, _optimizer_name(optimizer)
+        else:
+            self.optimizer = make_optimizer(optimizer, model, momentum=momentum, weight_decay=weight_decay)
+            self.optimizer_name = optimizer
         self.lr = lr
         self.schedule_name = schedule
         self.batch_size = batch_size
@@ -164,7 +188,7 @@ class Trainer:
         self.target_accuracy = None if target_accuracy is None else checks.fraction("target_accuracy",
                                                                                      target_accuracy, True)
         self.eval_every = None if eval_every is None else checks.integer("eval_every", eval_every, 1)
-        self.track_weight_sq = False  # MLPClassifier: |W|^2 before each step, for its loss
+        self.track_weight_sq = bool(track_weight_sq)  # also sum |W|^2 before each step (epoch_weight_sq)
         self.graph_info = {"mode": "eager", "scope": None, "reason": "no epoch run yet"}
         self._step = None
         self.history = {
@@ -208,8 +232,13 @@ class Trainer:
         pixels = getattr(X, "dtype", None) == np.uint8
         X = bk.asarray(X, dtype=None if pixels else m.dtype)
         y = y if hasattr(y, "dtype") else np.asarray(y)
-        checks.whole_labels(y_name, y, namespace_of(y))
-        y = bk.asarray(y, dtype=np.int64)
+        if m.value_targets:  # a float target matrix (n, outputs)
+            y = bk.asarray(y, dtype=m.dtype)
+            if y.ndim == 1:
+                y = y.reshape(-1, 1)
+        else:
+            checks.whole_labels(y_name, y, namespace_of(y))
+            y = bk.asarray(y, dtype=np.int64)
         _check_xy(m, X, y, what)
         return X, y
 
@@ -292,7 +321,8 @@ class Trainer:
         self.log(f"reached {100 * acc:.2f}% {watch.split} accuracy after {step} steps (epoch {self.epochs_done}, "
                  f"{seconds:.2f} s of training): stopping")
 
-    def train_epoch(self, X, y, lr, permutation=None, bar=None, row_scale=None, step_rows=None, stop=None):
+    def train_epoch(self, X, y, lr, permutation=None, bar=None, row_scale=None, step_rows=None, stop=None,
+                    allow_nonfinite=False):
         """One pass over X, y (device arrays from :meth:`prepare`) in mini-batches.
 
         ``lr`` is a number or a function of the global step count, evaluated for
@@ -310,7 +340,8 @@ class Trainer:
         decay_per_row / rows. Both are written to the device once, with the epoch's
         rates. ``stop(steps done in all)``, if given, is asked after every step but the
         last; True ends the epoch there (then only the steps run are returned and
-        counted).
+        counted). ``allow_nonfinite``: return non-finite losses instead of raising
+        (scikit-learn's estimators train on and check the parameters at the end).
         """
         bk = self.backend
         with bk.activate():
@@ -347,7 +378,7 @@ class Trainer:
         self.optimizer.t += ran
         self.step_count += ran
         bad = np.flatnonzero(~np.isfinite(losses))
-        if bad.size:
+        if bad.size and not allow_nonfinite:
             raise divergence_error(self, epoch, losses, bad[0], lrs[bad[0]])
         self.epochs_done = epoch
         return losses

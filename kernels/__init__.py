@@ -9,7 +9,8 @@ A training step is only these calls, on preallocated buffers, all in place:
 
     gather_batch(X, y, perm, state, batch, xb, yb, scale)
                                                      the step's rows, by perm and state[0], times
-                                                     scale (1/255 for uint8 pixels)
+                                                     scale (1/255 for uint8 pixels); y: labels (n,)
+                                                     or float targets (n, c)
     linear_forward(a, W, b, out, code)               out = act(a @ W + b)
     dropout(x, out, state, seed, layer, p)           only with dropout: out = x * keep / (1 - p), the
                                                      mask a hash of (seed, state[1], layer, element);
@@ -17,6 +18,9 @@ A training step is only these calls, on preallocated buffers, all in place:
     softmax_xent(logits, labels, row_loss, smoothing)
                                                      logits -> dlogits, row_loss <- loss per row
       or logistic_xent(logits, labels, row_loss)     the same for one logistic output, logits (B, 1)
+      or multilabel_xent(out, targets, row_loss)     k logistic outputs, float 0/1 targets (B, k)
+      or squared_error(out, targets, row_loss)       k identity outputs, half squared error
+      or poisson_deviance(out, targets, row_loss)    k exp outputs (log link), half Poisson deviance
     scale_rows(dlogits, row_loss, row_scale, state, batch)
                                                      only for weighted rows: row i of both times
                                                      row_scale[state[0] * batch + i]
@@ -67,6 +71,8 @@ from .linear_backward import linear_backward_cpu, linear_backward_reference
 from .linear_forward import linear_forward_cpu, linear_forward_reference
 from .linear_ops import CudaLinearOps, bind_launches, run_launches
 from .logistic_xent import _logistic_xent_cuda, logistic_xent_cpu, logistic_xent_reference
+from .multilabel_xent import _multilabel_xent_cuda, multilabel_xent_cpu, multilabel_xent_reference
+from .poisson_deviance import _poisson_deviance_cuda, poisson_deviance_cpu, poisson_deviance_reference
 from .scale_rows import _scale_rows_cuda, scale_rows_cpu, scale_rows_reference
 from .sum_into import THREADS as SUM_THREADS
 from .sum_into import _sum_into_cuda, sum_into_cpu, sum_into_reference
@@ -90,6 +96,7 @@ from .softmax_xent import (
     softmax_xent_cpu,
     softmax_xent_reference,
 )
+from .squared_error import _squared_error_cuda, squared_error_cpu, squared_error_reference
 from .tanh_backward import (
     _tanh_backward_cuda,
     tanh_backward_cpu,
@@ -112,6 +119,9 @@ __all__ = [
     "sum_into_reference",
     "softmax_xent_reference",
     "logistic_xent_reference",
+    "multilabel_xent_reference",
+    "squared_error_reference",
+    "poisson_deviance_reference",
     "relu_backward_reference",
     "sigmoid_backward_reference",
     "tanh_backward_reference",
@@ -142,6 +152,9 @@ class KernelSet(NamedTuple):
     relu_backward: Callable
     sigmoid_backward: Callable
     tanh_backward: Callable
+    multilabel_xent: Callable
+    squared_error: Callable
+    poisson_deviance: Callable
 
 
 CPU_KERNELS = KernelSet(
@@ -161,6 +174,9 @@ CPU_KERNELS = KernelSet(
     relu_backward=relu_backward_cpu,
     sigmoid_backward=sigmoid_backward_cpu,
     tanh_backward=tanh_backward_cpu,
+    multilabel_xent=multilabel_xent_cpu,
+    squared_error=squared_error_cpu,
+    poisson_deviance=poisson_deviance_cpu,
 )
 
 THREADS_PER_BLOCK = 128
@@ -214,11 +230,17 @@ def cuda_kernels(stream=None):
     # Each op below returns its launches, [(kernel, launch configuration, arguments)], and
     # _launcher turns it into the KernelSet function (see _launcher).
 
+    def as_2d(a):
+        # labels (n,) as a (n, 1) view, so one gather kernel copies labels and target rows
+        return a if a.ndim == 2 else a.reshape(a.shape[0], 1)
+
     @_launcher
     def gather_batch(X, y, perm, state, batch, xb, yb, scale=1.0):
-        grid = (blocks(xb.shape[1]), xb.shape[0])
+        y, yb = as_2d(view(y)), as_2d(view(yb))
+        # the batch rows in gridDim.x, which takes 2**31 - 1 blocks (gridDim.y: 65,535)
+        grid = (xb.shape[0], blocks(max(xb.shape[1], yb.shape[1])))
         return one(_gather_batch_cuda, grid, THREADS_PER_BLOCK,
-                   view(X), view(y), view(perm), view(state), batch, view(xb), view(yb), xb.dtype.type(scale))
+                   view(X), y, view(perm), view(state), batch, view(xb), yb, xb.dtype.type(scale))
 
     @_launcher
     def dropout(x, out, state, seed, layer, p):
@@ -234,6 +256,13 @@ def cuda_kernels(stream=None):
     def logistic_xent(logits, labels, row_loss):
         return one(_logistic_xent_cuda, blocks(logits.shape[0]), THREADS_PER_BLOCK,
                    view(logits), view(labels), view(row_loss))
+
+    def per_row_loss(kernel, name):
+        def launches(out, targets, row_loss):
+            return one(kernel, blocks(out.shape[0]), THREADS_PER_BLOCK, view(out), view(targets), view(row_loss))
+
+        launches.__name__ = name
+        return _launcher(launches)
 
     @_launcher
     def scale_rows(dlogits, row_loss, row_scale, state, batch):
@@ -302,5 +331,8 @@ def cuda_kernels(stream=None):
         relu_backward=elementwise(_relu_backward_cuda, "relu_backward"),
         sigmoid_backward=elementwise(_sigmoid_backward_cuda, "sigmoid_backward"),
         tanh_backward=elementwise(_tanh_backward_cuda, "tanh_backward"),
+        multilabel_xent=per_row_loss(_multilabel_xent_cuda, "multilabel_xent"),
+        squared_error=per_row_loss(_squared_error_cuda, "squared_error"),
+        poisson_deviance=per_row_loss(_poisson_deviance_cuda, "poisson_deviance"),
     )
 

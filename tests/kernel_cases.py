@@ -35,15 +35,18 @@ def assert_close(actual, expected, dtype, what, scale=None):
         raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} entries differ\n" + "\n".join(lines))
 
 
-def check_loss_kernel(run, reference, cases, dtype):
+def check_loss_kernel(run, reference, cases, dtype, scale=None):
     """Compare a fused loss kernel with its reference on every case. ``run(z, y)`` calls
-    the kernel on copies (on its device) and returns (row_loss, dlogits) as NumPy."""
+    the kernel on copies (on its device) and returns (row_loss, dlogits) as NumPy.
+    ``scale(z, y)``, where given, returns (loss scale, gradient scale) for assert_close:
+    for a loss whose terms cancel, the size of the terms."""
     for name, z, y in cases:
         want_loss, want_grad = reference(z, y)
         loss, dlogits = run(z, y)
+        loss_scale, grad_scale = (None, None) if scale is None else scale(z, y)
         assert np.isfinite(loss).all(), f"{name}: non-finite loss {loss}"
-        assert_close(loss, want_loss, dtype, f"{name} loss")
-        assert_close(dlogits, want_grad, dtype, f"{name} dlogits")
+        assert_close(loss, want_loss, dtype, f"{name} loss", loss_scale)
+        assert_close(dlogits, want_grad, dtype, f"{name} dlogits", grad_scale)
 
 
 def on_cpu(kernel):
@@ -109,6 +112,70 @@ def binary_logit_cases(rng, dtype, small=False):
     cases.append(("sharp, right", sharp, labels))
     cases.append(("sharp, wrong", sharp, 1 - labels))
     return [(name, z.astype(dtype), y.astype(np.int64)) for name, z, y in cases]
+
+
+def target_cases(rng, dtype, loss, small=False):
+    """(name, out (B, k), targets (B, k)) for the float-target losses ("multilabel",
+    "squared", "poisson"): ordinary batches of several widths, then each loss's
+    extremes, all with a finite loss (a NaN or infinite one is tested on its own).
+
+    multilabel: 0/1 and fractional targets, +-1e4 and +-100 (exp(z) would overflow
+    without the -|z| form), zeros, +-inf on the right side (loss 0), targets near 1
+    at large logits (where max(z, 0) - t z would cancel). squared: +-1e4, a perfect
+    fit. poisson: counts with many zeros, all-zero targets, a perfect fit z = log t
+    (the loss cancels to 0), mu underflowing to 0, mu near the float32 maximum,
+    fractional rates."""
+    cases = []
+    shapes = ((1, 1), (7, 3), (129, 2)) if small else ((1, 1), (7, 3), (128, 10), (1001, 4))
+    for b, k in shapes:
+        if loss == "multilabel":
+            z, t = rng.standard_normal((b, k)) * 4, rng.integers(0, 2, (b, k))
+            cases.append((f"randn b={b} k={k}, 0/1", z, t))
+            cases.append((f"randn b={b} k={k}, fractional", z, rng.random((b, k))))
+        elif loss == "squared":
+            cases.append((f"randn b={b} k={k}", rng.standard_normal((b, k)) * 3, rng.standard_normal((b, k)) * 3))
+        else:
+            z = rng.standard_normal((b, k))
+            cases.append((f"randn b={b} k={k}, counts", z, rng.poisson(np.exp(z + 0.5 * rng.standard_normal((b, k))))))
+    b, k = 33, 3
+    if loss == "multilabel":
+        for size in (1e4, 100.0):
+            cases.append((f"+-{size:g}", rng.choice([-size, size], (b, k)), rng.integers(0, 2, (b, k))))
+            cases.append((f"+-{size:g}, fractional", rng.choice([-size, size], (b, k)), rng.random((b, k))))
+        cases.append(("zeros", np.zeros((b, k)), rng.choice([0.0, 0.5, 1.0], (b, k))))
+        inf = rng.choice([-np.inf, np.inf], (b, k))
+        cases.append(("+-inf, right", inf, (inf > 0).astype(float)))
+        labels = rng.integers(0, 2, (b, k))
+        sharp = np.where(labels == 1, 30.0, -30.0)
+        cases.append(("sharp, right", sharp, labels))
+        cases.append(("sharp, wrong", sharp, 1 - labels))
+        near = rng.choice([0.9999, 0.999, 1 - 2.0**-20], (b, k))
+        cases.append(("t near 1, z large", rng.uniform(100, 1e4, (b, k)), near))
+        cases.append(("t near 0, z very negative", -rng.uniform(100, 1e4, (b, k)), 1 - near))
+    elif loss == "squared":
+        cases.append(("+-1e4", rng.choice([-1e4, 1e4], (b, k)), rng.choice([-1e4, 1e4], (b, k))))
+        t = rng.standard_normal((b, k))
+        cases.append(("perfect fit", t.copy(), t))
+        cases.append(("zeros", np.zeros((b, k)), np.zeros((b, k))))
+    else:
+        cases.append(("all targets 0", rng.standard_normal((b, k)) * 3, np.zeros((b, k))))
+        t = rng.integers(1, 1000, (b, k)).astype(float)
+        cases.append(("perfect fit, z = log t", np.log(t), t))
+        cases.append(("near fit", np.log(t) + rng.standard_normal((b, k)) * 1e-3, t))
+        cases.append(("mu underflows to 0", np.full((b, k), -1e4), rng.choice([0.0, 1.0, 5.0], (b, k))))
+        cases.append(("mu near float32 max", rng.uniform(80, 86, (b, k)), rng.integers(0, 10, (b, k))))
+        cases.append(("fractional rates", rng.standard_normal((b, k)) * 2, rng.random((b, k)) * 3))
+    return [(name, z.astype(dtype), np.asarray(t).astype(dtype)) for name, z, t in cases]
+
+
+def poisson_scale(z, t):
+    """(loss scale, gradient scale) for check_loss_kernel: the sizes of the terms of the
+    half Poisson deviance, sum_j (mu + t + |t (log t - z)|), and of mu - t, (mu + t) / B."""
+    z, t = z.astype(np.float64), t.astype(np.float64)
+    mu = np.exp(z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xlogy = np.where(t == 0, 0, np.abs(t * (np.log(t) - z)))
+    return (mu + t + xlogy).sum(axis=1), (mu + t) / len(z)
 
 
 def scale_rows_cases(rng, dtype, small=False):

@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from kernel_cases import (
     DTYPES,
     SGD_SETTINGS,
@@ -12,9 +15,11 @@ from kernel_cases import (
     linear_inputs,
     logits_cases,
     on_cpu,
+    poisson_scale,
     rates_state,
     row_slice,
     scale_rows_cases,
+    target_cases,
     update_cases,
 )
 
@@ -143,6 +148,171 @@ def test_logistic_xent_bad_label_or_nan_logit_gives_nan_not_a_crash():
     assert np.isfinite(z[0]).all() and np.isnan(z[1:]).all()
 
 
+# the float-target losses: (op, target_cases loss, check_loss_kernel scale)
+TARGET_LOSSES = [("multilabel_xent", "multilabel", None), ("squared_error", "squared", None),
+                 ("poisson_deviance", "poisson", poisson_scale)]
+
+
+@pytest.mark.parametrize("op, cases, scale", TARGET_LOSSES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_target_losses_match_reference(dtype, op, cases, scale):
+    rng = np.random.default_rng(13)
+    run, reference = on_cpu(getattr(kernels.CPU_KERNELS, op)), getattr(kernels, f"{op}_reference")
+    check_loss_kernel(run, reference, target_cases(rng, dtype, cases), dtype, scale)
+
+
+@pytest.mark.parametrize("op", [op for op, _, _ in TARGET_LOSSES])
+def test_target_losses_work_on_row_slices_and_leave_the_targets_alone(op):
+    rng = np.random.default_rng(14)
+    buf = rng.standard_normal((16, 3)).astype(np.float32)
+    t = rng.integers(0, 2, (16, 3)).astype(np.float32)
+    t_before, rest = t.copy(), buf[5:].copy()
+    want_loss, want_grad = getattr(kernels, f"{op}_reference")(buf[:5], t[:5])
+    loss = np.zeros(16, dtype=np.float32)
+    getattr(kernels.CPU_KERNELS, op)(buf[:5], t[:5], loss[:5])
+    assert_close(buf[:5], want_grad, np.float32, f"{op} slice dz")
+    assert_close(loss[:5], want_loss, np.float32, f"{op} slice loss")
+    assert np.array_equal(buf[5:], rest) and not loss[5:].any(), "rows past the slice were written"
+    assert np.array_equal(t, t_before), "the targets were modified"
+
+
+def _numeric_gradient(kernel, z, t):
+    """Central differences of the batch-mean loss, float64: d mean(row_loss) / dz."""
+
+    def mean_loss(x):
+        loss = np.empty(len(x))
+        kernel(x.copy(), t, loss)
+        return loss.mean()
+
+    grad = np.empty_like(z)
+    for idx in np.ndindex(z.shape):
+        up, down = z.copy(), z.copy()
+        h = 1e-6 * max(1.0, abs(z[idx]))
+        up[idx] += h
+        down[idx] -= h
+        grad[idx] = (mean_loss(up) - mean_loss(down)) / (up[idx] - down[idx])
+    return grad
+
+
+def _kernel_gradient(kernel, z, t):
+    dz = z.copy()
+    kernel(dz, t, np.empty(len(z)))
+    return dz
+
+
+@pytest.mark.parametrize("op", ["multilabel_xent", "poisson_deviance"])
+def test_target_loss_gradient_is_the_derivative_of_the_batch_mean_loss(op):
+    rng = np.random.default_rng(15)
+    z = rng.standard_normal((5, 3)) * 2
+    if op == "multilabel_xent":
+        t = rng.choice([0.0, 1.0, 0.3, 0.75], (5, 3))
+    else:
+        t = rng.choice([0.0, 1.0, 3.0, 0.4], (5, 3))
+    kernel = getattr(kernels.CPU_KERNELS, op)
+    np.testing.assert_allclose(_kernel_gradient(kernel, z, t), _numeric_gradient(kernel, z, t), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_squared_error_gradient_is_k_times_the_derivative_of_the_loss_it_reports(k):
+    # scikit-learn's delta y_pred - y is not divided by the k outputs its loss averages over
+    rng = np.random.default_rng(16)
+    z, t = rng.standard_normal((5, k)) * 2, rng.standard_normal((5, k))
+    kernel = kernels.CPU_KERNELS.squared_error
+    numeric = _numeric_gradient(kernel, z, t)
+    np.testing.assert_allclose(_kernel_gradient(kernel, z, t), k * numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_target_losses_are_scikit_learns():
+    # The batch mean of row_loss is scikit-learn's loss for the same outputs, and B dz its
+    # output delta activations[-1] - y (logits within +-10: its clipping of p does not act).
+    base = pytest.importorskip("sklearn.neural_network._base")
+    rng = np.random.default_rng(17)
+    z, b = rng.standard_normal((40, 4)) * 3, 40
+    for op, act, loss_name, t in [
+        ("multilabel_xent", lambda z: 1 / (1 + np.exp(-z)), "binary_log_loss", rng.integers(0, 2, (b, 4)) * 1.0),
+        ("squared_error", lambda z: z, "squared_error", rng.standard_normal((b, 4))),
+        ("poisson_deviance", np.exp, "poisson", rng.poisson(2.0, (b, 4)) * 1.0),
+    ]:
+        dz, row_loss = z.copy(), np.empty(b)
+        getattr(kernels.CPU_KERNELS, op)(dz, t, row_loss)
+        np.testing.assert_allclose(row_loss.mean(), base.LOSS_FUNCTIONS[loss_name](t, act(z)), rtol=1e-12,
+                                   err_msg=op)
+        np.testing.assert_allclose(dz * b, act(z) - t, rtol=1e-12, atol=1e-14, err_msg=op)
+
+
+def test_multilabel_xent_extreme_values_are_exact_where_known():
+    t_near = np.float32(0.9999)
+    z = np.array([[1e4, -1e4, 0.0, 0.0, 1e4, np.inf, -np.inf, 2.5]], dtype=np.float32)
+    t = np.array([[0.0, 0.0, 0.5, 1.0, t_near, 1.0, 1.0, 0.0]], dtype=np.float32)
+    for j in range(z.shape[1]):  # one entry per row, so each row's loss is one term
+        loss = np.empty(1, np.float32)
+        dz = z[:, j : j + 1].copy()
+        kernels.CPU_KERNELS.multilabel_xent(dz, t[:, j : j + 1], loss)
+        # a wrong answer's full margin, 0 for a sure right one, log 2 at z = 0, (1 - t) z for
+        # t near 1 (no cancellation: t z alone rounds by up to 5e-4 of it in float32),
+        # 0 (not NaN) for inf on the right side, inf for -inf on the wrong one
+        want = [1e4, 0.0, np.log(2), np.log(2), (1 - np.float64(t_near)) * 1e4, 0.0, np.inf,
+                2.5 + np.log1p(np.exp(-2.5))][j]
+        np.testing.assert_allclose(loss[0], want, rtol=1e-6, err_msg=f"entry {j}")
+        want_dz = [1.0, 0.0, 0.0, -0.5, 1 - np.float64(t_near), 0.0, -1.0, 1 / (1 + np.exp(-2.5))][j]
+        np.testing.assert_allclose(dz[0, 0], want_dz, rtol=1e-5, atol=1e-7, err_msg=f"entry {j}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(z=hnp.arrays(np.float32, (4, 3), elements=st.floats(-1e4, 1e4, width=32)),
+       t=hnp.arrays(np.float32, (4, 3), elements=st.floats(0, 1, width=32)))
+def test_multilabel_xent_float32_is_accurate_for_any_logit_and_target(z, t):
+    # Each term is two terms >= 0, so the float32 loss is within a few ulps of the exact one
+    # (the float64 reference on the same inputs), however near 1 t is and however large z.
+    loss, dz = np.empty(4, np.float32), z.copy()
+    kernels.CPU_KERNELS.multilabel_xent(dz, t, loss)
+    exact_loss, exact_dz = kernels.multilabel_xent_reference(z.astype(np.float64), t.astype(np.float64))
+    assert (loss >= 0).all()
+    np.testing.assert_allclose(loss, exact_loss, rtol=8 * np.finfo(np.float32).eps, atol=1e-30)
+    np.testing.assert_allclose(dz, exact_dz, rtol=0, atol=np.finfo(np.float32).eps)
+
+
+def test_poisson_deviance_extreme_values():
+    z = np.array([[2.0, -1e4, -1e4, np.log(7.0), 1000.0, 1000.0, 0.5]])
+    t = np.array([[0.0, 0.0, 3.0, 7.0, 0.0, 2.0, 0.25]])
+    want = [np.exp(2.0), 0.0, 3.0 * (np.log(3.0) + 1e4) - 3.0, 0.0, np.inf, np.inf,
+            0.25 * np.log(0.25 / np.exp(0.5)) - 0.25 + np.exp(0.5)]
+    want_dz = [np.exp(2.0), 0.0, -3.0, 0.0, np.inf, np.inf, np.exp(0.5) - 0.25]
+    for j in range(z.shape[1]):
+        loss, dz = np.empty(1), z[:, j : j + 1].copy()
+        kernels.CPU_KERNELS.poisson_deviance(dz, t[:, j : j + 1], loss)
+        # t = 0: xlogy(0, .) = 0, the loss is mu; a perfect fit is 0 up to rounding of t;
+        # mu overflowing is an infinite loss and gradient, not NaN
+        np.testing.assert_allclose(loss[0], want[j], rtol=1e-12, atol=1e-14 * 7, err_msg=f"entry {j}")
+        np.testing.assert_allclose(dz[0, 0], want_dz[j], rtol=1e-12, atol=1e-14 * 7, err_msg=f"entry {j}")
+
+
+def test_squared_error_averages_the_outputs_and_halves():
+    z = np.array([[3.0, 1.0], [0.0, -2.0]], dtype=np.float32)
+    t = np.array([[1.0, 1.0], [0.0, 2.0]], dtype=np.float32)
+    loss = np.empty(2, np.float32)
+    kernels.CPU_KERNELS.squared_error(z, t, loss)
+    assert loss.tolist() == [1.0, 4.0]  # 0.5 mean(4, 0), 0.5 mean(0, 16)
+    assert z.tolist() == [[1.0, 0.0], [0.0, -2.0]]  # (z - t) / 2
+
+
+@pytest.mark.parametrize("op", [op for op, _, _ in TARGET_LOSSES])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_target_losses_propagate_nan(op, dtype):
+    z = np.array([[0.5, np.nan], [0.5, 0.5], [0.5, 0.5]], dtype=dtype)
+    t = np.array([[1.0, 0.0], [np.nan, 1.0], [0.0, 1.0]], dtype=dtype)
+    loss = np.zeros(3, dtype=dtype)
+    getattr(kernels.CPU_KERNELS, op)(z, t, loss)
+    assert np.isnan(loss[:2]).all() and np.isfinite(loss[2]), loss
+    assert np.isnan(z[0, 1]) and np.isnan(z[1, 0]) and np.isfinite(z[2]).all()
+
+
+def test_poisson_deviance_negative_target_gives_nan():
+    z, loss = np.zeros((2, 1)), np.empty(2)
+    kernels.CPU_KERNELS.poisson_deviance(z, np.array([[-1.0], [1.0]]), loss)
+    assert np.isnan(loss[0]) and loss[1] == 0.0
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_scale_rows_scales_the_rows_of_the_current_step(dtype):
     for name, dlogits, row_loss, row_scale, step, batch in scale_rows_cases(np.random.default_rng(8), dtype):
@@ -212,6 +382,33 @@ def test_gather_batch_scales_uint8_pixels_like_the_float_data(dtype):
         want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, 4, k, 1 / 255, dtype)
         assert np.array_equal(xb[:k], want_x) and np.array_equal(yb[:k], want_y)
         assert_close(xb[:k], normalized[perm[step * 4 : step * 4 + k]].astype(dtype), np.float32, "vs x / 255")
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["take", "numba"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_batch_takes_2d_float_targets(dtype, scaled):
+    # NumPy's take for float X, the Numba loop for uint8 X scaled; targets are copied as they are
+    rng = np.random.default_rng(9)
+    X = rng.integers(0, 256, (11, 5)).astype(np.uint8 if scaled else dtype)
+    y = rng.standard_normal((11, 3)).astype(dtype)
+    perm = rng.permutation(11)
+    scale = 1 / 255 if scaled else 1.0
+    for step, k in ((0, 4), (1, 4), (2, 3)):
+        xb, yb = np.full((4, 5), np.nan, dtype=dtype), np.full((4, 3), np.nan, dtype=dtype)
+        kernels.CPU_KERNELS.gather_batch(X, y, perm, np.array([step, 99]), 4, xb[:k], yb[:k], scale)
+        want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, 4, k, scale, dtype)
+        assert want_y.shape == (k, 3)
+        assert np.array_equal(xb[:k], want_x) and np.array_equal(yb[:k], want_y), f"step {step}"
+        assert np.isnan(yb[k:]).all(), "rows past the batch were written"
+
+
+def test_gather_batch_numba_path_copies_1d_labels_like_take():
+    rng = np.random.default_rng(9)
+    X, y, perm = rng.standard_normal((11, 5)), rng.integers(0, 3, 11), rng.permutation(11)
+    got, want = np.full(4, -1), np.full(4, -1)
+    kernels.CPU_KERNELS.gather_batch(X, y, perm, np.array([1, 0]), 4, np.empty((4, 5)), want)
+    kernels.CPU_KERNELS.gather_batch(X, y, perm, np.array([1, 0]), 4, np.empty((4, 5), np.float32), got)
+    assert np.array_equal(got, want) and np.array_equal(got, y[perm[4:8]])
 
 
 DROPOUT_SHAPES = ((1, 1), (7, 5), (128, 129))

@@ -33,11 +33,14 @@ from fastmlp.kernels import (
     linear_backward,
     linear_forward,
     logistic_xent,
+    multilabel_xent,
+    poisson_deviance,
     relu_backward,
     scale_rows,
     sgd_update,
     sigmoid_backward,
     softmax_xent,
+    squared_error,
     sum_into,
     tanh_backward,
 )
@@ -67,7 +70,10 @@ def _calls():
                          lambda: [cpu.gather_batch(X, perm % 3, perm, state, 4, np.zeros((4, 3), F),
                                                    np.zeros(4, np.int64)),
                                   cpu.gather_batch(X.astype(np.uint8), perm % 3, perm, state, 4, np.zeros((4, 3), F),
-                                                   np.zeros(4, np.int64), 1 / 255)]),  # uint8 pixels, scaled
+                                                   np.zeros(4, np.int64), 1 / 255),  # uint8 pixels, scaled
+                                  cpu.gather_batch(X, X, perm, state, 4, np.zeros((4, 3), F), np.zeros((4, 3), F)),
+                                  cpu.gather_batch(X.astype(np.uint8), X, perm, state, 4, np.zeros((4, 3), F),
+                                                   np.zeros((4, 3), F), 1 / 255)]),  # float32 targets (n, c)
         "dropout": ((dropout._dropout_cpu,), lambda: cpu.dropout(a, a.copy(), state, 3, 1, 0.25)),
         "linear_forward": ((bias_act_forward._bias_act_forward_cpu,),
                            each_code(lambda code: cpu.linear_forward(a, W, b, np.zeros((4, 3), F), code))),
@@ -93,6 +99,11 @@ def _calls():
         "relu_backward": ((relu_backward._relu_backward_cpu,), lambda: cpu.relu_backward(z, z.copy())),
         "sigmoid_backward": ((sigmoid_backward._sigmoid_backward_cpu,), lambda: cpu.sigmoid_backward(z, z.copy())),
         "tanh_backward": ((tanh_backward._tanh_backward_cpu,), lambda: cpu.tanh_backward(z, z.copy())),
+        "multilabel_xent": ((multilabel_xent._multilabel_xent_cpu,),
+                            lambda: cpu.multilabel_xent(z.copy(), z * 0.5, np.ones(4, F))),
+        "squared_error": ((squared_error._squared_error_cpu,), lambda: cpu.squared_error(z.copy(), z * 0.5, np.ones(4, F))),
+        "poisson_deviance": ((poisson_deviance._poisson_deviance_cpu,),
+                             lambda: cpu.poisson_deviance(z.copy(), z * 0.5, np.ones(4, F))),
     }
 
 

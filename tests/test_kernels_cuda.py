@@ -16,9 +16,11 @@ from kernel_cases import (
     elementwise_cases,
     logits_cases,
     on_cuda,
+    poisson_scale,
     rates_state,
     row_slice,
     scale_rows_cases,
+    target_cases,
     update_cases,
 )
 from numba import config, cuda
@@ -75,6 +77,26 @@ def test_logistic_xent_bad_label_or_nan_logit_gives_nan(launch):
     loss, z = d_loss.copy_to_host(), d_z.copy_to_host()
     assert np.isfinite(loss[0]) and np.isnan(loss[1:]).all()
     assert np.isfinite(z[0]).all() and np.isnan(z[1:]).all()
+
+
+@pytest.mark.parametrize("op, cases, scale", [("multilabel_xent", "multilabel", None), ("squared_error", "squared", None),
+                                               ("poisson_deviance", "poisson", poisson_scale)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_target_losses_match_reference(launch, dtype, op, cases, scale):
+    rng = np.random.default_rng(13)
+    run, reference = on_cuda(getattr(launch, op)), getattr(kernels, f"{op}_reference")
+    check_loss_kernel(run, reference, target_cases(rng, dtype, cases, small=SMALL), dtype, scale)
+
+
+@pytest.mark.parametrize("op", ["multilabel_xent", "squared_error", "poisson_deviance"])
+def test_target_losses_propagate_nan(launch, op):
+    z = np.array([[0.5, np.nan], [0.5, 0.5], [0.5, 0.5]], dtype=np.float32)
+    t = np.array([[1.0, 0.0], [np.nan, 1.0], [0.0, 1.0]], dtype=np.float32)
+    d_z, d_loss = cuda.to_device(z), cuda.to_device(np.zeros(3, dtype=np.float32))
+    getattr(launch, op)(d_z, cuda.to_device(t), d_loss)
+    loss, dz = d_loss.copy_to_host(), d_z.copy_to_host()
+    assert np.isnan(loss[:2]).all() and np.isfinite(loss[2]), loss
+    assert np.isnan(dz[0, 1]) and np.isnan(dz[1, 0]) and np.isfinite(dz[2]).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -176,6 +198,44 @@ def test_gather_batch_scales_uint8_pixels(launch, dtype):
         want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, 4, k, 1 / 255, dtype)
         assert np.array_equal(d_xb.copy_to_host(), want_x), f"rows of step {step}"
         assert np.array_equal(d_yb.copy_to_host(), want_y), f"labels of step {step}"
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["float", "uint8"])
+def test_gather_batch_takes_2d_float_targets(launch, scaled):
+    # more target columns than feature columns, and fewer, each past one block of 128 threads:
+    # the blocks cover both
+    rng = np.random.default_rng(9)
+    for d, c in ((130, 3), (5, 130)):
+        X = rng.integers(0, 256, (11, d)).astype(np.uint8 if scaled else np.float32)
+        y = rng.standard_normal((11, c)).astype(np.float32)
+        perm = rng.permutation(11)
+        scale = 1 / 255 if scaled else 1.0
+        d_X, d_y, d_perm = cuda.to_device(X), cuda.to_device(y), cuda.to_device(perm)
+        for step, k in ((0, 4), (2, 3)):
+            d_xb = cuda.to_device(np.full((k, d), np.nan, dtype=np.float32))
+            d_yb = cuda.to_device(np.full((k, c), np.nan, dtype=np.float32))
+            launch.gather_batch(d_X, d_y, d_perm, cuda.to_device(np.array([step, 0])), 4, d_xb, d_yb, scale)
+            want_x, want_y = kernels.gather_batch_reference(X, y, perm, step, 4, k, scale, np.float32)
+            assert np.array_equal(d_xb.copy_to_host(), want_x), f"d={d} c={c}: rows of step {step}"
+            assert np.array_equal(d_yb.copy_to_host(), want_y), f"d={d} c={c}: targets of step {step}"
+
+
+def test_gather_batch_launches_batches_past_65535_rows(launch):
+    # the batch rows are blocks along x (up to 2**31 - 1), not y (up to 65,535)
+    k, n = 70000, 70003
+    X = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+    y, perm, state = np.arange(n), np.arange(n)[::-1].copy(), np.array([0, 0])
+    xb, yb = np.zeros((k, 2), np.float32), np.zeros(k, np.int64)
+    if SMALL:  # 70000 blocks are too many threads for the simulator: check the launch it would make
+        bound = launch.gather_batch.bind(*(cuda.to_device(a) for a in (X, y, perm, state)), k,
+                                         cuda.to_device(xb), cuda.to_device(yb))
+        ((_, (grid, threads, _), args),) = bound.args[0]
+        assert grid == (k, 1) and threads == 128 and args[1].shape == (n, 1) and args[6].shape == (k, 1)
+        return
+    d_xb, d_yb = cuda.to_device(xb), cuda.to_device(yb)
+    launch.gather_batch(*(cuda.to_device(a) for a in (X, y, perm, state)), k, d_xb, d_yb)
+    want_x, want_y = kernels.gather_batch_reference(X, y, perm, 0, k, k)
+    assert np.array_equal(d_xb.copy_to_host(), want_x) and np.array_equal(d_yb.copy_to_host(), want_y)
 
 
 # the simulator runs the hash in Python on NumPy scalars, which warn where the GPU just wraps

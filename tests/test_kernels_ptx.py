@@ -30,11 +30,14 @@ from fastmlp.kernels import (
     linear_backward,
     linear_forward,
     logistic_xent,
+    multilabel_xent,
+    poisson_deviance,
     relu_backward,
     scale_rows,
     sgd_update,
     sigmoid_backward,
     softmax_xent,
+    squared_error,
     sum_into,
     tanh_backward,
 )
@@ -43,16 +46,21 @@ pytestmark = pytest.mark.skipif(bool(config.ENABLE_CUDASIM), reason="the simulat
 
 
 def _signatures(t):
-    mat, vec, ivec = t[:, ::1], t[::1], int64[::1]
+    mat, vec, ivec, imat = t[:, ::1], t[::1], int64[::1], int64[:, ::1]
     return {
-        "gather_batch": (gather_batch._gather_batch_cuda, (mat, ivec, ivec, ivec, int64, mat, ivec, t)),
-        "gather_batch_uint8": (gather_batch._gather_batch_cuda, (uint8[:, ::1], ivec, ivec, ivec, int64, mat, ivec, t)),
+        # the launcher passes labels (n,) as (n, 1) views: y and yb are always 2-D
+        "gather_batch": (gather_batch._gather_batch_cuda, (mat, imat, ivec, ivec, int64, mat, imat, t)),
+        "gather_batch_uint8": (gather_batch._gather_batch_cuda, (uint8[:, ::1], imat, ivec, ivec, int64, mat, imat, t)),
+        "gather_batch_targets": (gather_batch._gather_batch_cuda, (mat, mat, ivec, ivec, int64, mat, mat, t)),
         "dropout": (dropout._dropout_cuda, (mat, mat, ivec, uint64, uint64, uint64, t)),
         "sum_into": (sum_into._sum_into_cuda, (vec, vec, ivec, boolean)),
         "advance": (advance._advance_cuda, (ivec,)),
         "scale_rows": (scale_rows._scale_rows_cuda, (mat, vec, vec, ivec, int64)),
         "softmax_xent": (softmax_xent._softmax_xent_cuda, (mat, int64[::1], vec, t)),
         "logistic_xent": (logistic_xent._logistic_xent_cuda, (mat, int64[::1], vec)),
+        "multilabel_xent": (multilabel_xent._multilabel_xent_cuda, (mat, mat, vec)),
+        "squared_error": (squared_error._squared_error_cuda, (mat, mat, vec)),
+        "poisson_deviance": (poisson_deviance._poisson_deviance_cuda, (mat, mat, vec)),
         "bias_act_forward": (bias_act_forward._bias_act_forward_cuda, (mat, vec, int64)),
         "relu_backward": (relu_backward._relu_backward_cuda, (mat, mat)),
         "sigmoid_backward": (sigmoid_backward._sigmoid_backward_cuda, (mat, mat)),

@@ -213,7 +213,7 @@ def test_one_cycle_gives_pytorchs_numbers(total, warmup):
         lambda: make_schedule("cosine", 0.1, 10, 1, warmup_steps=-1),
         lambda: make_schedule("constant", -0.1, 10, 1),
         lambda: make_schedule("constant", math.nan, 10, 1),
-        lambda: SGD(CPU, np.zeros(2), 1, momentum=1.0),
+        lambda: SGD(CPU, np.zeros(2), 1, momentum=1.5),
         lambda: SGD(CPU, np.zeros(2), 1, nesterov=True),
         lambda: SGD(CPU, np.zeros(2), 1, weight_decay=-1),
         lambda: Adam(CPU, np.zeros(2), 1, beta1=1.0),
