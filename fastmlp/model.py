@@ -128,11 +128,17 @@ def check_sizes(sizes):
     return out
 
 
-def two_class_proba(xp, z):
-    """(n, 2) probabilities [1 - p, p] from one logistic output z (n, 1), p = sigmoid(z)
-    computed from e = exp(-|z|), which never overflows."""
+def sigmoid(xp, z):
+    """1 / (1 + exp(-z)) from e = exp(-|z|), which never overflows. Where exp(-z) itself
+    would overflow the result is 0, as scipy's expit (scikit-learn's logistic) gives."""
     e = xp.exp(-abs(z))
     p = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    return xp.where(z < -np.log(np.finfo(p.dtype).max), 0, p).astype(p.dtype, copy=False)
+
+
+def two_class_proba(xp, z):
+    """(n, 2) probabilities [1 - p, p] from one logistic output z (n, 1), p = sigmoid(z)."""
+    p = sigmoid(xp, z)
     return xp.hstack([1 - p, p])
 
 
@@ -143,8 +149,7 @@ def output_activation(xp, loss, z):
         xp.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
     elif loss in ("logistic", "multilabel"):
-        e = xp.exp(-abs(z))  # never overflows
-        z[...] = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        z[...] = sigmoid(xp, z)
     elif loss == "poisson":
         xp.exp(z, out=z)
     return z

@@ -3,7 +3,8 @@
 A step is, in order (``kernels/__init__.py`` has the signatures):
 
     gather_batch                 rows perm[s B : s B + k] of X, y  (s = state[0], on the device),
-                                 uint8 pixels scaled to [0, 1] on the way
+                                 uint8 pixels scaled to [0, 1] on the way (gather_csr for a
+                                 sparse X, a DeviceCSR: only these rows are densified)
     linear_forward  x L          act(a @ W + b), layer by layer (+ dropout after each hidden
                                  layer, if asked: its mask from (seed, state[1], layer))
     softmax_xent | logistic_xent logits -> dlogits, loss per row (the model's loss_op; softmax_xent
@@ -33,6 +34,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .model import Dropout, backward_pass, forward_pass, input_scale
+from .sparse import DeviceCSR
 
 GRAPH_MODES = ("auto", "on", "off")
 GRAPH_SCOPES = ("step", "epoch")
@@ -123,7 +125,11 @@ class TrainStep:
         m, ws = self.model, self.ws
         rec = _Recorder(self.backend.kernels, self.backend.kernel_array)
         xb, yb = ws.x[:k], ws.y[:k]
-        rec.gather_batch(self.X, self.y, self.perm, self.state, self.batch, xb, yb, input_scale(self.X.dtype))
+        if isinstance(self.X, DeviceCSR):
+            X = self.X
+            rec.gather_csr(X.data, X.indices, X.indptr, self.y, self.perm, self.state, self.batch, xb, yb)
+        else:
+            rec.gather_batch(self.X, self.y, self.perm, self.state, self.batch, xb, yb, input_scale(self.X.dtype))
         logits = forward_pass(rec, m.layers, m.codes, xb, ws.acts, self.dropout)
         smoothing = (self.recipe[1],) if m.loss_op == "softmax_xent" else ()
         getattr(rec, m.loss_op)(logits, yb, ws.row_loss[:k], *smoothing)

@@ -21,6 +21,7 @@ from .backend import namespace_of
 from .errors import ConfigError, divergence_error
 from .model import input_scale
 from .optim import SGD, Adam, Optimizer, make_optimizer, make_schedule
+from .sparse import DeviceCSR
 from .step import TrainStep, check_graph_options
 
 
@@ -42,7 +43,7 @@ def _check_xy(model, X, y, what):
         raise ConfigError(f"{what} has {X.shape[0]} rows but labels of shape {tuple(y.shape)}; give one integer label per row")
     if X.shape[0] == 0:
         raise ConfigError(f"{what} is empty")
-    if not bool(xp.isfinite(X).all()):
+    if not (X.all_finite() if isinstance(X, DeviceCSR) else bool(xp.isfinite(X).all())):
         raise ConfigError(f"{what} features contain NaN or inf; clean or impute them first")
     if model.value_targets:
         if not bool(xp.isfinite(y).all()):
@@ -230,7 +231,10 @@ class Trainer:
         ``y_name`` names the labels' argument in errors."""
         bk, m = self.backend, self.model
         pixels = getattr(X, "dtype", None) == np.uint8
-        X = bk.asarray(X, dtype=None if pixels else m.dtype)
+        if DeviceCSR.is_sparse(X):  # stays sparse: each step densifies only its rows
+            X = DeviceCSR(bk, X, m.dtype)
+        else:
+            X = bk.asarray(X, dtype=None if pixels else m.dtype)
         y = y if hasattr(y, "dtype") else np.asarray(y)
         if m.value_targets:  # a float target matrix (n, outputs)
             y = bk.asarray(y, dtype=m.dtype)

@@ -11,6 +11,9 @@ A training step is only these calls, on preallocated buffers, all in place:
                                                      the step's rows, by perm and state[0], times
                                                      scale (1/255 for uint8 pixels); y: labels (n,)
                                                      or float targets (n, c)
+      or gather_csr(data, indices, indptr, y, perm, state, batch, xb, yb)
+                                                     the same from a CSR matrix: only the
+                                                     step's rows are densified
     linear_forward(a, W, b, out, code)               out = act(a @ W + b)
     dropout(x, out, state, seed, layer, p)           only with dropout: out = x * keep / (1 - p), the
                                                      mask a hash of (seed, state[1], layer, element);
@@ -67,6 +70,7 @@ from .bias_act_forward import (
 )
 from .dropout import _dropout_cuda, dropout_args, dropout_cpu, dropout_mask_reference, dropout_reference
 from .gather_batch import _gather_batch_cuda, gather_batch_cpu, gather_batch_reference
+from .gather_csr import gather_csr_cpu, gather_csr_launches, gather_csr_reference
 from .linear_backward import linear_backward_cpu, linear_backward_reference
 from .linear_forward import linear_forward_cpu, linear_forward_reference
 from .linear_ops import CudaLinearOps, bind_launches, run_launches
@@ -113,6 +117,7 @@ __all__ = [
     "TANH",
     "bias_act_forward_reference",
     "gather_batch_reference",
+    "gather_csr_reference",
     "scale_rows_reference",
     "dropout_reference",
     "dropout_mask_reference",
@@ -155,6 +160,7 @@ class KernelSet(NamedTuple):
     multilabel_xent: Callable
     squared_error: Callable
     poisson_deviance: Callable
+    gather_csr: Callable
 
 
 CPU_KERNELS = KernelSet(
@@ -177,6 +183,7 @@ CPU_KERNELS = KernelSet(
     multilabel_xent=multilabel_xent_cpu,
     squared_error=squared_error_cpu,
     poisson_deviance=poisson_deviance_cpu,
+    gather_csr=gather_csr_cpu,
 )
 
 THREADS_PER_BLOCK = 128
@@ -233,6 +240,10 @@ def cuda_kernels(stream=None):
     def as_2d(a):
         # labels (n,) as a (n, 1) view, so one gather kernel copies labels and target rows
         return a if a.ndim == 2 else a.reshape(a.shape[0], 1)
+
+    @_launcher
+    def gather_csr(data, indices, indptr, y, perm, state, batch, xb, yb):
+        return gather_csr_launches(view, stream, data, indices, indptr, y, perm, state, batch, xb, yb)
 
     @_launcher
     def gather_batch(X, y, perm, state, batch, xb, yb, scale=1.0):
@@ -334,5 +345,6 @@ def cuda_kernels(stream=None):
         multilabel_xent=per_row_loss(_multilabel_xent_cuda, "multilabel_xent"),
         squared_error=per_row_loss(_squared_error_cuda, "squared_error"),
         poisson_deviance=per_row_loss(_poisson_deviance_cuda, "poisson_deviance"),
+        gather_csr=gather_csr,
     )
 

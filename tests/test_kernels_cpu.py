@@ -281,10 +281,10 @@ def test_poisson_deviance_extreme_values():
     for j in range(z.shape[1]):
         loss, dz = np.empty(1), z[:, j : j + 1].copy()
         kernels.CPU_KERNELS.poisson_deviance(dz, t[:, j : j + 1], loss)
-        # t = 0: xlogy(0, .) = 0, the loss is mu; a perfect fit is 0 up to rounding of t;
-        # mu overflowing is an infinite loss and gradient, not NaN
-        np.testing.assert_allclose(loss[0], want[j], rtol=1e-12, atol=1e-14 * 7, err_msg=f"entry {j}")
-        np.testing.assert_allclose(dz[0, 0], want_dz[j], rtol=1e-12, atol=1e-14 * 7, err_msg=f"entry {j}")
+        # t = 0: xlogy(0, .) = 0, the loss is mu; a perfect fit (t = 7) is 0 up to a few ulps
+        # of t; mu overflowing is an infinite loss and gradient, not NaN
+        np.testing.assert_allclose(loss[0], want[j], rtol=1e-12, atol=1e-13, err_msg=f"entry {j}")
+        np.testing.assert_allclose(dz[0, 0], want_dz[j], rtol=1e-12, atol=1e-13, err_msg=f"entry {j}")
 
 
 def test_squared_error_averages_the_outputs_and_halves():
@@ -400,15 +400,6 @@ def test_gather_batch_takes_2d_float_targets(dtype, scaled):
         assert want_y.shape == (k, 3)
         assert np.array_equal(xb[:k], want_x) and np.array_equal(yb[:k], want_y), f"step {step}"
         assert np.isnan(yb[k:]).all(), "rows past the batch were written"
-
-
-def test_gather_batch_numba_path_copies_1d_labels_like_take():
-    rng = np.random.default_rng(9)
-    X, y, perm = rng.standard_normal((11, 5)), rng.integers(0, 3, 11), rng.permutation(11)
-    got, want = np.full(4, -1), np.full(4, -1)
-    kernels.CPU_KERNELS.gather_batch(X, y, perm, np.array([1, 0]), 4, np.empty((4, 5)), want)
-    kernels.CPU_KERNELS.gather_batch(X, y, perm, np.array([1, 0]), 4, np.empty((4, 5), np.float32), got)
-    assert np.array_equal(got, want) and np.array_equal(got, y[perm[4:8]])
 
 
 DROPOUT_SHAPES = ((1, 1), (7, 5), (128, 129))

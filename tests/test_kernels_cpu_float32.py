@@ -30,6 +30,7 @@ from fastmlp.kernels import (
     bias_act_forward,
     dropout,
     gather_batch,
+    gather_csr,
     linear_backward,
     linear_forward,
     logistic_xent,
@@ -104,6 +105,12 @@ def _calls():
         "squared_error": ((squared_error._squared_error_cpu,), lambda: cpu.squared_error(z.copy(), z * 0.5, np.ones(4, F))),
         "poisson_deviance": ((poisson_deviance._poisson_deviance_cpu,),
                              lambda: cpu.poisson_deviance(z.copy(), z * 0.5, np.ones(4, F))),
+        # a CSR matrix of 9 rows with 2 entries each (columns 0 and 2), float32 data
+        "gather_csr": ((gather_csr._gather_csr_cpu,),
+                       lambda: [cpu.gather_csr(np.ones(18, F), np.tile(np.array([0, 2], np.int32), 9),
+                                               np.arange(0, 19, 2, dtype=np.int32), t, perm, state, 4,
+                                               np.zeros((4, 3), F), yb)
+                                for t, yb in ((perm % 3, np.zeros(4, np.int64)), (X, np.zeros((4, 3), F)))]),
     }
 
 

@@ -118,8 +118,6 @@ def fit_stochastic(est, model, X, targets, y_score, sw, incremental, on_device):
         est._optimizer = StochasticSolver(est)  # a fresh one for fit, the same across partial_fit (as scikit-learn)
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
-    if hasattr(X, "toarray") and not on_device:
-        X = X.toarray()
     rs = est._random_state
     early_stopping = est.early_stopping
     val = None
