@@ -8,6 +8,7 @@ with its results sent to a temporary folder.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -90,13 +91,62 @@ def test_recipes_runs_each_change_of_a_preset_over_the_seeds(tiny, tmp_path):
     assert log.read_text().splitlines()[-1] == out.strip().splitlines()[-1]
 
 
-def test_sklearn_fit_profile_and_report(tiny, tmp_path):
+def test_sklearn_fit_parses_max_iter_per_data_and_solver(monkeypatch):
     pytest.importorskip("sklearn")
-    run("sklearn_fit", "--data-dir", tiny.parent, "--epochs", 1, "--repeats", 1, "--setups", "float32",
-        "--label", "t", results=tmp_path)
-    (row,) = json.loads((tmp_path / "sklearn-fit-t.json").read_text())["results"]
-    assert row["setup"] == "float32" and row["time_ratio"] > 0
-    assert row["sklearn"]["n_iter"] == row["fastmlp"]["n_iter"] == 1
+    monkeypatch.syspath_prepend(str(ROOT))  # importable under a plain `pytest` too
+    from benchmarks.sklearn_fit import parse_max_iter
+
+    assert parse_max_iter(None, ["mnist", "digits"], ["adam", "lbfgs"]) == {
+        "mnist": {"adam": 5, "lbfgs": 30}, "digits": {"adam": 50, "lbfgs": 100}}
+    assert parse_max_iter(["7", "lbfgs=3", "digits:adam=2"], ["mnist", "digits"], ["adam", "lbfgs"]) == {
+        "mnist": {"adam": 7, "lbfgs": 3}, "digits": {"adam": 2, "lbfgs": 3}}
+    for bad in ("0", "x", "lbfgs=", "newton=3", "cifar:adam=3"):
+        with pytest.raises(SystemExit, match="--max-iter"):
+            parse_max_iter([bad], ["digits"], ["adam"])
+
+
+def test_sklearn_fit_runs_both_estimators_on_every_selected_case(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sklearn")
+    monkeypatch.syspath_prepend(str(ROOT))  # importable under a plain `pytest` too
+    from benchmarks import common, sklearn_fit
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)  # what FASTMLP_BENCH_RESULTS does for a new process
+    solvers, cases = ["adam", "lbfgs", "sgd"], ["drop-in", "float32", "forced-float32"]
+    assert sklearn_fit.main(["--data", "digits", "--solvers", *solvers, "--cases", *cases, "--max-iter", "2",
+                             "lbfgs=3", "--repeats", "1", "--device", "cpu", "--label", "t"]) == 0
+    r = json.loads((tmp_path / "sklearn-fit-t.json").read_text())
+    assert r["benchmark"] == "sklearn_fit" and r["machine"]["cores"] >= 1 and r["machine"]["scikit-learn"]
+    s = r["settings"]
+    assert s["data"]["digits"]["n_train"] + s["data"]["digits"]["n_test"] == 1797
+    assert s["data"]["digits"]["n_features"] == 64 and s["data"]["digits"]["hidden_layer_sizes"] == [64]
+    assert s["max_iter"] == {"digits": {"adam": 2, "lbfgs": 3, "sgd": 2}} and s["repeats"] == 1
+    assert list(s["solvers"]) == solvers and list(s["cases"]) == cases and s["device"] == "cpu"
+    # one row per estimator x solver x case, each with one timed fit of both estimators
+    keys = [(row["estimator"], row["solver"], row["case"]) for row in r["results"]]
+    assert sorted(keys) == sorted((e, so, c) for e in ("classifier", "regressor") for so in solvers for c in cases)
+    for row in r["results"]:
+        assert row["data"] == "digits" and row["params"]["max_iter"] == s["max_iter"]["digits"][row["solver"]]
+        assert row["X_dtype"] == ("float32" if row["case"] == "float32" else "float64")
+        for who in ("sklearn", "fastmlp"):
+            fit = row[who]
+            assert len(fit["fit_s"]) == 1 and fit["median_fit_s"] == fit["fit_s"][0] > 0
+            assert fit["n_iter"] == [row["params"]["max_iter"]] and len(fit["scores"]) == 1
+            if row["estimator"] == "classifier":
+                assert row["score_name"] == "accuracy" and 0 <= fit["score"] <= 1
+            else:
+                assert row["score_name"] == "r2" and math.isfinite(fit["score"]) and fit["score"] <= 1
+        assert row["fastmlp"]["trained_dtype"] == ["float64" if row["case"] == "drop-in" else "float32"]
+        if row["solver"] != "lbfgs":  # scikit-learn's lbfgs keeps SciPy's float64 parameters
+            assert row["sklearn"]["trained_dtype"] == [row["X_dtype"]]
+        assert row["time_ratio"] == pytest.approx(row["fastmlp"]["median_fit_s"] / row["sklearn"]["median_fit_s"])
+        assert len(row["speed_probe_us"]) == 2 and row["fastmlp_params"]["device"] == "cpu"
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("digits ")]
+    assert len(table) == len(r["results"])
+    report = run("report", "--label", "t", results=tmp_path)  # the report renders the same rows
+    assert sum(line.startswith("| digits | ") for line in report.splitlines()) == len(r["results"])
+
+
+def test_profile_and_report(tiny, tmp_path):
     run("profile_epoch", "--data-dir", tiny, "--epochs", 1, "--label", "t", results=tmp_path)
     p = json.loads((tmp_path / "profile-epoch-t.json").read_text())
     assert abs(sum(g["share"] for g in p["groups"]) - 1) < 1e-9 and p["gemm_only_epoch_s"] > 0
@@ -105,7 +155,6 @@ def test_sklearn_fit_profile_and_report(tiny, tmp_path):
     assert all(c["alone_us"] > 0 and c["in_epoch_us"] > 0 for c in p["per_call"])
     report = run("report", "--label", "t", results=tmp_path)
     assert "(no epoch-t.json)" in report  # a missing results file is named, not a crash
-    assert "| float32 | float32 |" in report
 
 
 def test_sweep_benchmark(tiny, tmp_path):
