@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from ..backend import parse_device
 from ..errors import DeviceError
@@ -169,8 +169,6 @@ class BaseMLP(BaseEstimator):
             X = X.tocsr() if hasattr(X, "tocsr") else np.ascontiguousarray(X)
             on_device = False
         if y.ndim == 2 and y.shape[1] == 1:
-            from sklearn.utils.validation import column_or_1d
-
             y = column_or_1d(y, warn=True)
         return X, y, on_device
 
