@@ -117,17 +117,29 @@ def sklearn_fit_table(r):
         "alternating after a warm-up; score: test accuracy (classifier) or R² (regressor).",
         "",
         "| data | estimator | solver | max_iter | X | coefs_ (sklearn / fastmlp) | scikit-learn fit (s) "
-        "| fastmlp fit (s) | time vs scikit-learn | scikit-learn score | fastmlp score |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| fastmlp fit (s) | time vs scikit-learn | BLAS floor (s) | floor vs scikit-learn "
+        "| scikit-learn score | fastmlp score |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["results"]:
         sk, fm = row["sklearn"], row["fastmlp"]
         lines.append(
             f"| {row['data']} | {row['estimator']} | {row['solver']} | {row['params']['max_iter']} | {row['X_dtype']} "
             f"| {', '.join(sk['trained_dtype'])} / {', '.join(fm['trained_dtype'])} | {sk['median_fit_s']:.2f} "
-            f"| {fm['median_fit_s']:.2f} | {row['time_ratio']:.2f}x | {sk['score']:.4f} | {fm['score']:.4f} |"
+            f"| {fm['median_fit_s']:.2f} | {row['time_ratio']:.2f}x | {_floor(row, 's')} | {_floor(row, 'x')} "
+            f"| {sk['score']:.4f} | {fm['score']:.4f} |"
         )
+    if any("blas_floor" in row for row in r["results"]):
+        lines += ["", "BLAS floor: the matrix products of fastmlp's fit alone, with NumPy's BLAS in the same dtype "
+                      "(benchmarks.blas_floor); no implementation doing those products can be faster."]
     return lines
+
+
+def _floor(row, unit):
+    """The BLAS-floor cell of a sklearn_fit row ('-' in results written without one)."""
+    if "blas_floor" not in row:
+        return "-"
+    return f"{row['blas_floor']['floor_s']:.2f}" if unit == "s" else f"{row['floor_ratio']:.2f}x"
 
 
 def _gpu_steps(summary):

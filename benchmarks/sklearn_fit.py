@@ -57,6 +57,7 @@ import numpy as np
 
 import fastmlp
 
+from . import blas_floor
 from . import common as bench
 
 # data set -> network and default max_iter per solver
@@ -121,17 +122,48 @@ def parse_max_iter(items, data, solvers):
     return table
 
 
+def _counting_minimize(minimize, nfev):
+    """scipy.optimize.minimize that appends each result's nfev to ``nfev`` (both
+    estimators' lbfgs call it through the module attribute)."""
+    def wrapper(*args, **kwargs):
+        result = minimize(*args, **kwargs)
+        nfev.append(int(result.nfev))
+        return result
+    return wrapper
+
+
 def _fit(cls, params, X, y, X_test, y_test):
+    import scipy.optimize
     from sklearn.exceptions import ConvergenceWarning
 
     est = cls(**params)
+    nfev, minimize = [], scipy.optimize.minimize
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a modest max_iter on purpose
-        t0 = time.perf_counter()
-        est.fit(X, y)
-        seconds = time.perf_counter() - t0
+        scipy.optimize.minimize = _counting_minimize(minimize, nfev)
+        try:
+            t0 = time.perf_counter()
+            est.fit(X, y)
+            seconds = time.perf_counter() - t0
+        finally:
+            scipy.optimize.minimize = minimize
     return {"seconds": seconds, "score": float(est.score(X_test, y_test)), "n_iter": int(est.n_iter_),
-            "trained_dtype": str(est.coefs_[0].dtype)}
+            "nfev": sum(nfev) if nfev else None, "trained_dtype": str(est.coefs_[0].dtype),
+            "layer_sizes": [int(est.coefs_[0].shape[0])] + [int(c.shape[1]) for c in est.coefs_]}
+
+
+def floor_row(params, fastmlp_fits, n, repeats):
+    """The BLAS floor (benchmarks.blas_floor) of fastmlp's last fit: its layer sizes,
+    dtype and epochs (sgd, adam) or loss evaluations (lbfgs)."""
+    last = fastmlp_fits[-1]
+    lbfgs = params["solver"] == "lbfgs"
+    count = last["nfev"] if lbfgs else last["n_iter"]
+    batch = params.get("batch_size", 200)
+    seconds = blas_floor.floor_seconds(last["layer_sizes"], n, last["trained_dtype"], params["solver"], count,
+                                       batch=batch, repeats=repeats)
+    return {"floor_s": seconds, "layer_sizes": last["layer_sizes"], "dtype": last["trained_dtype"],
+            "unit": "evaluations" if lbfgs else "epochs", "count": count,
+            "rows_per_product": blas_floor.CHUNK_ROWS if lbfgs else min(batch, n)}
 
 
 def run_case(classes, params, extra, X, y, X_test, y_test, repeats):
@@ -149,7 +181,9 @@ def run_case(classes, params, extra, X, y, X_test, y_test, repeats):
         secs = [f["seconds"] for f in runs]
         out[who] = {"fit_s": secs, "median_fit_s": statistics.median(secs), "scores": [f["score"] for f in runs],
                     "score": runs[-1]["score"], "n_iter": [f["n_iter"] for f in runs],
-                    "trained_dtype": sorted({f["trained_dtype"] for f in runs})}
+                    "trained_dtype": sorted({f["trained_dtype"] for f in runs}),
+                    "nfev": [f["nfev"] for f in runs]}
+    out["blas_floor"] = floor_row(params, fits["fastmlp"], len(X), repeats)
     return out
 
 
@@ -206,6 +240,7 @@ def main(argv=None):
                            "fastmlp_params": {**extra, "device": args.device},
                            "score_name": "accuracy" if estimator == "classifier" else "r2", **res,
                            "time_ratio": res["fastmlp"]["median_fit_s"] / res["sklearn"]["median_fit_s"],
+                           "floor_ratio": res["blas_floor"]["floor_s"] / res["sklearn"]["median_fit_s"],
                            "score_diff": res["fastmlp"]["score"] - res["sklearn"]["score"],
                            "speed_probe_us": probe, "case_wall_s": time.perf_counter() - t_case}
                     rows.append(row)
@@ -215,9 +250,11 @@ def main(argv=None):
 
     print(f"\nfastmlp against scikit-learn {sklearn.__version__}: median fit seconds of {args.repeats} fits each, "
           f"alternating after a warm-up; score = test accuracy (classifier) or test R² (regressor)")
+    print("(floor s: fastmlp's matrix products alone with NumPy's BLAS, benchmarks.blas_floor; floor/sk: the "
+          "lowest ratio an implementation doing those products could reach)")
     print("(X: X's dtype; coefs sk/fm: the dtype of each fitted coefs_; n_iter sk/fm: n_iter_ of the last fits)")
     head = (f"{'data':<7}{'estimator':<11}{'solver':<7}{'case':<15}{'X':<8}{'coefs sk/fm':<16}{'max_iter':>8}"
-            f"{'sklearn s':>10}{'fastmlp s':>10}{'ratio':>7}{'sklearn score':>14}{'fastmlp score':>14}"
+            f"{'sklearn s':>10}{'fastmlp s':>10}{'ratio':>7}{'floor s':>9}{'floor/sk':>9}{'sklearn score':>14}{'fastmlp score':>14}"
             f"{'n_iter sk/fm':>14}")
     print(head)
     print("-" * len(head))
@@ -227,7 +264,7 @@ def main(argv=None):
         n_iter = f"{sk['n_iter'][-1]}/{fm['n_iter'][-1]}"
         print(f"{r['data']:<7}{r['estimator']:<11}{r['solver']:<7}{r['case']:<15}{r['X_dtype']:<8}{coefs:<16}"
               f"{r['params']['max_iter']:>8}{sk['median_fit_s']:>10.3f}{fm['median_fit_s']:>10.3f}"
-              f"{r['time_ratio']:>7.2f}{sk['score']:>14.4f}{fm['score']:>14.4f}{n_iter:>14}")
+              f"{r['time_ratio']:>7.2f}{r['blas_floor']['floor_s']:>9.3f}{r['floor_ratio']:>9.2f}{sk['score']:>14.4f}{fm['score']:>14.4f}{n_iter:>14}")
     print(f"total {total:.0f} s")
 
     result = {

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import make_idx_dataset
@@ -138,6 +139,15 @@ def test_sklearn_fit_runs_both_estimators_on_every_selected_case(tmp_path, monke
         assert row["fastmlp"]["trained_dtype"] == ["float64" if row["case"] == "drop-in" else "float32"]
         if row["solver"] != "lbfgs":  # scikit-learn's lbfgs keeps SciPy's float64 parameters
             assert row["sklearn"]["trained_dtype"] == [row["X_dtype"]]
+        # the BLAS floor of fastmlp's fit: its products, its dtype, its epochs or evaluations
+        floor = row["blas_floor"]
+        assert floor["dtype"] == row["fastmlp"]["trained_dtype"][0] and floor["layer_sizes"] == [64, 64, 10 if
+                                                                                                row["estimator"] == "classifier" else 1]
+        if row["solver"] == "lbfgs":
+            assert floor["unit"] == "evaluations" and floor["count"] == row["fastmlp"]["nfev"][-1] >= 3
+        else:
+            assert floor["unit"] == "epochs" and floor["count"] == 2
+        assert 0 < floor["floor_s"] and row["floor_ratio"] == floor["floor_s"] / row["sklearn"]["median_fit_s"]
         assert row["time_ratio"] == pytest.approx(row["fastmlp"]["median_fit_s"] / row["sklearn"]["median_fit_s"])
         assert len(row["speed_probe_us"]) == 2 and row["fastmlp_params"]["device"] == "cpu"
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("digits ")]
@@ -166,3 +176,24 @@ def test_sweep_benchmark(tiny, tmp_path):
     assert [s["workers"] for s in r["sweeps"]] == [1]
     assert all(s["trials_per_min"] > 0 and s["cluster_start_stop_s"] > 0 for s in r["sweeps"])
     assert "overhead_per_trial_s" in r and "overhead_per_trial_without_cluster_start_s" in r
+
+
+def test_blas_floor_times_the_products_of_each_batch(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import blas_floor
+
+    assert blas_floor.epoch_rows(450, 200) == [200, 200, 50] and blas_floor.epoch_rows(400, 200) == [200, 200]
+    shapes = []
+    real = np.matmul
+
+    def recording(a, b, out):
+        shapes.append((a.shape, b.shape))
+        return real(a, b, out=out)
+
+    monkeypatch.setattr(blas_floor.np, "matmul", recording)
+    blas_floor.unit_seconds([5, 4, 3], [7, 2], np.float64, repeats=1)
+    # forward a @ W per layer, a.T @ delta per layer, delta @ W.T above the first: 5 products per batch,
+    # for the untimed warm pass of each size and then the timed pass
+    per_pass = lambda r: [((r, 5), (5, 4)), ((r, 4), (4, 3)), ((5, r), (r, 4)), ((4, r), (r, 3)), ((r, 3), (3, 4))]
+    assert shapes == per_pass(2) + per_pass(7) + per_pass(7) + per_pass(2)
+    assert blas_floor.floor_seconds([5, 4, 3], 9, np.float32, "adam", 0) == 0
