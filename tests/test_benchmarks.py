@@ -3,7 +3,7 @@
 These tests check that the benchmarks work (arguments, missing devices and peers
 reported as skipped rows, results files and plots, the report), not how fast
 anything is: timing lives in the committed results, never in a test. Each runs
-as ``python -m benchmarks.<name>`` from the repository root, as the README says,
+as ``python -m benchmarks.<name>`` from the repository root, as the documentation says,
 with its results sent to a temporary folder.
 """
 
