@@ -1,28 +1,20 @@
 """Everything to check and measure on a GPU machine, in one command.
 
-    python -m benchmarks.gpu_check --data-dir .gpu-data --bundle $OUT/gpu-check.tar.gz [--quick]
+    python -m benchmarks.gpu_check --data-dir DIR [--quick] [--bundle FILE.tar.gz]
 
-A GPU machine is lent now and then, for about 30 minutes of GPU time and at
-most 10 minutes a command, and starts bare every time. This command spends
-such a chance on measuring, not on writing scripts. Run it from the
-repository root; it needs no network and nothing beyond the device image
-(CuPy, numba, numba-cuda, PyTorch, pytest, compute-sanitizer, ncu).
-
-On the device machine, with the device tool (the command must stay under 2000
-characters, and only ``$OUT`` comes back: 8 files at most, so ask for one
-archive). Once, here, in the repository root: ``mkdir -p .gpu-data && cp -r
-../shared/data/mnist .gpu-data/`` (``.gpu-data/`` is git-ignored, so it travels
-only when carried). Then call ``run`` with ``carry=[".gpu-data"]``,
-``timeout_s=600`` and this command (one line)::
-
-    PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu_check --data-dir .gpu-data --bundle $OUT/gpu-check.tar.gz
+(DIR: a folder holding mnist/.) Run it from the repository root on a machine
+with an NVIDIA GPU; it needs no network and nothing beyond CuPy, Numba,
+numba-cuda and pytest (PyTorch, compute-sanitizer and ncu where present: without
+them, their rows and steps are skipped, saying why).
 
 ``--quick`` runs the same steps, less ``pytest-rest``, with fewer epochs and
-batch sizes, inside a budget of 225 s; the full run's budget is 540 s (``--budget``: a step
-never gets more than what is left, and one that would start too late is
-skipped, saying so). Unpack the archive with ``tar -xzf gpu-check.tar.gz -C
-benchmarks/results/`` and commit the folder; ``python -m benchmarks.report``
-turns it into the README's GPU tables, the device named.
+batch sizes, inside a budget of 200 s; the full run's budget is 420 s, so
+either fits one 10-minute call on a freshly started machine (``--budget``: a
+step never gets more than what is left, and one that would start too late is
+skipped, saying so; what did not fit is printed last as one command for a
+second call). It writes benchmarks/results/gpu-<device>-<date>-<time>/ (or
+``--out``), and ``--bundle`` packs that folder into one archive;
+``python -m benchmarks.report`` turns it into the GPU tables, the device named.
 
 Steps, each in its own child process with its own time limit (a hang or a
 CUDA crash ends that step only: it is recorded as failed or timed out, and
@@ -34,15 +26,24 @@ the next step runs). ``--list`` prints them with their limits.
                  if pip fails, puts an import hook into site-packages;
                  ``--no-install`` only prints the pip command instead
     environment  nvidia-smi, GPU, driver, CUDA, CuPy, Numba, numba-cuda, PyTorch;
-                 whether Numba can compile a CUDA kernel, and if it finds NVVM only
-                 in a CUDA toolkit folder, that folder as CUDA_HOME for the later steps
-    pytest       the tests that run on the device (GPU_TESTS; a skipped GPU test
-                 fails the step), JUnit XML kept
+                 the toolchain: the driver's CUDA version, NVVM's (and the PTX ISA
+                 it writes), nvJitLink's; whether Numba can compile a CUDA kernel
+                 (and, with a GPU, link, load and launch one), and if it can only
+                 with a CUDA toolkit folder (those no newer than the driver tried
+                 first), that folder as CUDA_HOME for the later steps
+    warm         benchmarks.gpu_warm: every kernel specialisation the later steps
+                 launch (both dtypes: the training step, every GEMM variant,
+                 evaluation), compiled in parallel processes into Numba's on-disk
+                 cache before anything is timed
     capture      does a Numba kernel on a capturing CuPy stream replay correctly?
-    epoch        benchmarks.epoch: fastmlp cuda (default, eager, graph step/epoch),
-                 PyTorch eager and torch.compile(mode="reduce-overhead"), fastmlp cpu
+    epoch        benchmarks.epoch: fastmlp cuda (default, eager, graph step/epoch)
+                 first, then fastmlp cpu and PyTorch eager, torch.compile(mode=
+                 "reduce-overhead") last under its own cap; epoch-gpu.json is
+                 rewritten after every system, so a time-out keeps what was measured
     parity       one epoch on the CPU and the GPU in the same batch order, float32
                  and float64: the worst parameter difference
+    pytest       the tests that run on the device (GPU_TESTS; a skipped GPU test
+                 fails the step), JUnit XML kept
     micro        host cost per call: Numba launches, CuPy RawKernel, cupy.matmul, torch.mm
     gemm         each GEMM of the step timed per split-K factor (CUDA-graph replays,
                  so GPU time only) beside cuBLAS: how to tune choose_split
@@ -55,8 +56,9 @@ the next step runs). ``--list`` prints them with their limits.
     pytest-rest  full run only: the rest of the suite, with pytest-xdist where
                  installed, less the simulator run (the GPU ran those tests)
 
-The order puts what decides the most first: whether the GPU path is right
-(pytest, capture), then what it is for (epoch, parity). A step the budget
+The order puts what decides the most first: the kernels compiled (warm), whether
+a captured graph replays (capture), what the GPU path is for (epoch), whether it
+is right (parity, then the device tests), then the rest. A step the budget
 cannot fit is skipped, saying so, and the last lines printed give the command
 that runs just those steps, for a second device call.
 
@@ -99,7 +101,7 @@ RESULTS = Path(os.environ.get("FASTMLP_BENCH_RESULTS") or Path(__file__).parent 
 
 OK, FAILED, TIMEOUT, SKIPPED = "ok", "failed", "timeout", "skipped"
 LOG_KEEP = (256 << 10, 1 << 20)  # a longer log keeps its first 256 KiB and last 1 MiB
-BUDGET = {False: 540, True: 225}  # seconds for the whole run: full, --quick
+BUDGET = {False: 420, True: 200}  # seconds for the whole run: full, --quick (one cold device call each)
 RESERVE_S = 5  # kept back from the budget for the summary and the archive
 
 # The 'pytest' step, early in both modes: every test that runs on the device.
@@ -115,7 +117,9 @@ SIMULATOR_TEST = "tests/test_cuda_simulator.py::test_cuda_kernels_pass_under_the
 # Real-data tests that need fashion-mnist/, which the recipe does not carry.
 FASHION_TESTS = ["tests/test_data.py::test_real_data[fashion-mnist]",
                  "tests/test_data.py::test_real_checksums[fashion-mnist]"]
+# fastmlp's own rows first; torch.compile last, under its own cap (its cold build takes a minute or more)
 EPOCH_SYSTEMS = ["fastmlp", "fastmlp-eager", "fastmlp-graph", "fastmlp-graph-epoch", "torch", "torch-compile"]
+COMPILE_CAP = {False: 90, True: 60}  # seconds for torch.compile's system in the epoch step: full, --quick
 
 
 @dataclass
@@ -204,7 +208,9 @@ def run_step(step, ctx):
     if left < RESERVE_S:
         rec["reason"] = f"out of time: the run's budget (--budget) leaves {max(left, 0):.0f} s"
         return rec
-    rec["limit_s"] = limit = int(min(limit, left))
+    rec["limit_s"] = int(min(limit, left))
+    rec["cut_by_budget"] = rec["limit_s"] < limit  # a timeout then means: did not fit, run it again
+    limit = rec["limit_s"]
     log = ctx.out / f"{step.name}.log"
     rec["log"] = log.name
     t0 = time.monotonic()
@@ -419,7 +425,8 @@ def _benchmark(module, name, note):
 
 def _epoch_command(ctx):
     return [ctx.python, "-m", "benchmarks.epoch", "--device", "cuda", "cpu", "--systems", *EPOCH_SYSTEMS,
-            "--data-dir", ctx.data_dir, "--epochs", 5 if ctx.quick else 10, "--label", "gpu"]
+            "--data-dir", ctx.data_dir, "--epochs", 5 if ctx.quick else 10, "--label", "gpu",
+            "--compile-cap", COMPILE_CAP[ctx.quick]]
 
 
 def _epoch_note(result):
@@ -449,15 +456,17 @@ racecheck_command, racecheck_finish = _sanitizer("racecheck")
 STEPS = [
     Step("setup", "fastmlp importable from this checkout", lambda c: c.probe("setup", *([] if c.install else ["--no-install"])),
          (120, 120), gpu=False, finish=_probe_result("setup")),
-    Step("environment", "nvidia-smi, GPU, driver, CUDA and library versions", lambda c: c.probe("environment"),
-         (60, 60), gpu=False, finish=_finish_environment),
-    Step("pytest", "the tests that run on the GPU (GPU_TESTS)", _pytest_command, (180, 120), finish=_finish_pytest),
+    Step("environment", "nvidia-smi, GPU, driver, CUDA, NVVM, nvJitLink and library versions",
+         lambda c: c.probe("environment"), (60, 60), gpu=False, finish=_finish_environment),
+    Step("warm", "compile every kernel the later steps launch, in parallel, into Numba's cache",
+         lambda c: [c.python, "-m", "benchmarks.gpu_warm", "--out", c.out], (120, 90), finish=_probe_result("warm")),
     Step("capture", "Numba kernel on a capturing CuPy stream, graph replay", lambda c: c.probe("capture"), (45, 30),
          finish=_probe_result("capture")),
-    Step("epoch", "epoch time: fastmlp modes, PyTorch eager and compiled, fastmlp cpu", _epoch_command, (180, 120),
-         gpu=False, finish=_benchmark("epoch", "epoch-gpu", _epoch_note)),
+    Step("epoch", "epoch time: fastmlp modes, PyTorch eager, fastmlp cpu, torch.compile last (capped)", _epoch_command,
+         (200, 120), gpu=False, finish=_benchmark("epoch", "epoch-gpu", _epoch_note)),
     Step("parity", "one epoch CPU vs GPU, same batch order, float32 and float64",
          lambda c: c.probe("parity", "--data-dir", c.data_dir), (90, 60), finish=_probe_result("parity")),
+    Step("pytest", "the tests that run on the GPU (GPU_TESTS)", _pytest_command, (180, 120), finish=_finish_pytest),
     Step("micro", "host cost per call of launches and small GEMMs",
          lambda c: c.probe("micro", *(["--quick"] if c.quick else [])), (60, 30), finish=_probe_result("micro")),
     Step("gemm", "GPU time of each GEMM of the step per split-K factor, beside cuBLAS",
@@ -478,9 +487,12 @@ STEPS = [
 
 
 def rerun_command(summary, argv):
-    """The gpu_check command line that runs only the steps this run skipped for lack of
-    time (with setup and environment, which the others need), or None."""
-    late = [r["name"] for r in summary["steps"] if r["status"] == SKIPPED and r["reason"].startswith("out of time")]
+    """The gpu_check command line that runs only the steps that did not fit this run's
+    budget: skipped for lack of time, or killed at a limit the budget had cut short
+    (with setup, environment and warm, which the others need), or None."""
+    late = [r["name"] for r in summary["steps"]
+            if (r["status"] == SKIPPED and r["reason"].startswith("out of time"))
+            or (r["status"] == TIMEOUT and r.get("cut_by_budget"))]
     if not late:
         return None
     kept, skip = [], False
@@ -492,7 +504,8 @@ def rerun_command(summary, argv):
         else:
             skip = False
             kept.append(arg)
-    steps = [s for s in ("setup", "environment") if s not in late] + late
+    # a second call may get a fresh machine: its kernels compiled again before anything is timed
+    steps = [s for s in ("setup", "environment", "warm") if s not in late] + late
     return " ".join(["python3 -m benchmarks.gpu_check", *kept, "--steps", *steps])
 
 
@@ -548,9 +561,11 @@ def main(argv=None):
     p.add_argument("--list", action="store_true", help="list the steps and their time limits, and exit")
     args = p.parse_args(argv)
     if args.list:
+        print(f"budget: full run {BUDGET[False]} s, --quick {BUDGET[True]} s; the steps in the order they run:")
         for s in STEPS:
             needs = ", ".join(filter(None, ["GPU" if s.gpu else "", s.tool or ""])) or "-"
-            print(f"{s.name:<12} {s.limit[0]:>4} s (quick {s.limit[1]:>3} s)  needs {needs:<26} {s.title}")
+            quick = "  -  " if s.full_only else f"{s.limit[1]:>3} s"
+            print(f"{s.name:<12} {s.limit[0]:>4} s (quick {quick})  needs {needs:<26} {s.title}")
         return 0
 
     started = time.monotonic()
@@ -582,7 +597,7 @@ def main(argv=None):
     print(f"{summary['seconds']:.0f} s in all; wrote {out / 'summary.json'}" + (f" and {args.bundle}" if args.bundle else ""))
     left = rerun_command(summary, argv if argv is not None else sys.argv[1:])
     if left:
-        print(f"Out of time for some steps; to run just those: {left}")
+        print(f"Out of time for some steps; to run just those, in a second call: {left}")
     return 1 if any(r["status"] in (FAILED, TIMEOUT) for r in summary["steps"]) else 0
 
 

@@ -189,6 +189,17 @@ _COMPILE_CHECK = (
     "import json\n"
     "from fastmlp.backend import numba_compiler_problem\n"
     "found = {'problem': numba_compiler_problem()}\n"
+    "from fastmlp.backend import cuda_toolchain_problem, toolchain_versions\n"
+    "found['versions'] = toolchain_versions()\n"
+    "try:\n"
+    "    from numba import cuda\n"
+    "    gpu = cuda.is_available()\n"
+    "except Exception:\n"
+    "    gpu = False\n"
+    "if gpu and found['problem'] is None:  # compile, link, load and launch, as the backend's start-up does\n"
+    "    found['launch'] = cuda_toolchain_problem()\n"
+    "    if found['launch']:\n"
+    "        found['problem'] = 'compiles, but the probe kernel does not run: ' + found['launch']\n"
     "try:\n"
     "    from numba.cuda.cuda_paths import get_cuda_paths\n"
     "    found['nvvm'] = str(get_cuda_paths()['nvvm'])\n"
@@ -198,14 +209,49 @@ _COMPILE_CHECK = (
 )
 
 
-def toolkit_roots(candidates=None):
+def driver_cuda_version():
+    """(major, minor) of the CUDA version the NVIDIA driver supports, from libcuda's
+    cuDriverGetVersion (no CUDA initialisation), or None."""
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        v = ctypes.c_int(0)
+        if lib.cuDriverGetVersion(ctypes.byref(v)) == 0 and v.value:
+            return v.value // 1000, v.value % 1000 // 10
+    return None
+
+
+def _folder_version(folder):
+    import re
+
+    m = re.search(r"cuda-(\d+)\.(\d+)", Path(folder).name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def order_toolkits(folders, driver):
+    """Versioned toolkit folders (cuda-X.Y) in the order to try: those no newer than the
+    driver's CUDA first, newest first (NVVM's PTX and nvJitLink must not be newer than
+    the driver), then the newer ones, oldest first; unknown versions last."""
+    known = [(v, f) for f in folders if (v := _folder_version(f))]
+    fits = sorted((vf for vf in known if driver is None or vf[0] <= tuple(driver)), reverse=True)
+    newer = sorted(vf for vf in known if driver is not None and vf[0] > tuple(driver))
+    return [f for _, f in fits + newer] + [f for f in folders if not _folder_version(f)]
+
+
+def toolkit_roots(candidates=None, driver=None):
     """CUDA toolkit folders that hold NVVM (nvvm/lib64/libnvvm.so*), in the order tried:
-    $CUDA_HOME, $CUDA_PATH, nvcc's toolkit, /usr/local/cuda, /usr/local/cuda-* (newest first)."""
+    $CUDA_HOME, $CUDA_PATH, nvcc's toolkit, /usr/local/cuda, then /usr/local/cuda-* by
+    :func:`order_toolkits` (no newer than the driver first)."""
     if candidates is None:
         nvcc = shutil.which("nvcc")
         candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"),
                       str(Path(nvcc).resolve().parents[1]) if nvcc else None, "/usr/local/cuda",
-                      *sorted((str(p) for p in Path("/usr/local").glob("cuda-*")), reverse=True)]
+                      *order_toolkits([str(p) for p in Path("/usr/local").glob("cuda-*")],
+                                      driver or driver_cuda_version())]
     roots = []
     for root in candidates:
         if root and root not in roots and any(Path(root).glob("nvvm/lib64/libnvvm.so*")):
@@ -291,6 +337,11 @@ def environment(out):
         ("CuPy", "cupy-cuda13x" if v["cupy-cuda13x"] else "cupy-cuda12x"), ("Numba", "numba"),
         ("numba-cuda", "numba-cuda"), ("PyTorch", "torch")))
     compiler = info["numba_compiler"]
+    info["toolchain"] = (compiler.get("as_is") or {}).get("versions") or {}
+    tc = info["toolchain"]
+    if tc:
+        libs += (f"; driver CUDA {tc.get('driver_cuda') or 'unknown'}, NVVM {tc.get('nvvm') or 'not found'} "
+                 f"(PTX ISA {tc.get('nvvm_ptx_isa') or '?'}), nvJitLink {tc.get('nvjitlink') or 'not found'}")
     if compiler.get("cuda_home"):
         libs += f"; Numba compiles only with CUDA_HOME={compiler['cuda_home']}, set for the next steps"
     elif "as_is" in compiler and compiler["as_is"]["problem"]:

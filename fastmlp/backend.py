@@ -12,12 +12,13 @@ CuPy is only imported when ``cuda`` is asked for, never to test a type.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 
 import numpy as np
 
-from .errors import DeviceError
+from .errors import DeviceError, one_line
 
 ENV_VAR = "FASTMLP_DEVICE"
 
@@ -48,9 +49,222 @@ def numba_compiler_problem():
         # an explicit target, so no device is asked for one; sm_75 is the oldest NVVM 13 still takes
         cuda.compile_ptx(probe, (float32[::1],), cc=(7, 5))
     except Exception as exc:  # NvvmSupportError, pathfinder's DynamicLibNotFoundError, OSError, ...
-        text = str(exc).strip().splitlines()
-        return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")[:300]
+        return _error_line(exc)
     return None
+
+
+def _error_line(exc):
+    """'Type: first line of the message', at most 300 characters."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")[:300]
+
+
+def cuda_toolchain_problem():
+    """None if Numba can compile, link, load and launch a CUDA kernel on the current
+    device and the kernel computes the right values; else why not, in one line.
+
+    Compiling to PTX (:func:`numba_compiler_problem`) proves NVVM only: a PTX ISA
+    newer than the driver loads, or an nvJitLink of another CUDA version links,
+    only at the first launch. This builds a fresh (never cached) kernel that calls
+    libdevice's exp, so every stage runs now. Needs a GPU."""
+    import math
+
+    from numba import cuda
+
+    def probe(a):
+        i = cuda.grid(1)
+        if i < a.shape[0]:
+            a[i] = math.exp(a[i])
+
+    host = np.linspace(-1, 1, 64, dtype=np.float32)
+    try:
+        kernel = cuda.jit(probe)  # a new dispatcher every call: nothing comes from a cache
+        dev = cuda.to_device(host)
+        kernel[1, 64](dev)
+        got = dev.copy_to_host()
+    except Exception as exc:  # LinkerError, CudaAPIError (PTX JIT, unsupported toolchain), NvvmError, ...
+        return _error_line(exc)
+    err = float(np.max(np.abs(got.astype(np.float64) - np.exp(host.astype(np.float64)))))
+    if not err <= 1e-5:
+        return f"the probe kernel ran but computed exp wrongly (largest error {err:.3g})"
+    return None
+
+
+def _driver_cuda_version():
+    """(major, minor) of the CUDA version the NVIDIA driver supports, or None. Reads
+    cuDriverGetVersion from libcuda directly: no CUDA initialisation, no GPU needed."""
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        v = ctypes.c_int(0)
+        if lib.cuDriverGetVersion(ctypes.byref(v)) == 0 and v.value:
+            return v.value // 1000, v.value % 1000 // 10
+    return None
+
+
+def _dist_version(*names):
+    import importlib.metadata
+
+    for name in names:
+        try:
+            return f"{name} {importlib.metadata.version(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def toolchain_versions():
+    """What Numba's CUDA path is built from, each as far as it can be read (else None).
+
+    driver_cuda   the CUDA version the driver supports, "13.0"
+    nvvm          NVVM's version and where it came from ("2.0, nvidia-nvvm 13.5.37")
+    nvvm_ptx_isa  the PTX ISA NVVM writes, "9.5" (a driver loads PTX only up to its own)
+    nvjitlink     nvJitLink's version, "13.5" (numba-cuda links with it where present)
+    Needs no GPU."""
+    import re
+
+    out = {"driver_cuda": None, "nvvm": None, "nvvm_ptx_isa": None, "nvjitlink": None}
+    drv = _driver_cuda_version()
+    out["driver_cuda"] = "%d.%d" % drv if drv else None
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        major, minor = nvvm.NVVM().get_version()[:2]
+        where = _dist_version("nvidia-nvvm", "nvidia-cuda-nvcc-cu12", "nvidia-cuda-nvcc")
+        try:
+            from numba.cuda.cuda_paths import get_cuda_paths
+
+            found = get_cuda_paths()["nvvm"]
+            where = where if getattr(found, "by", "") == "site-packages" else f"{found.info}"
+        except Exception:
+            pass
+        out["nvvm"] = f"{major}.{minor}" + (f", {where}" if where else "")
+    except Exception as exc:
+        out["nvvm"] = f"not found ({_error_line(exc)[:120]})"
+    try:
+        from numba import cuda, float32
+
+        ptx, _ = cuda.compile_ptx(lambda a: None, (float32[::1],), cc=(7, 5))
+        isa = re.search(r"^\.version\s+(\S+)", ptx, re.M)
+        out["nvvm_ptx_isa"] = isa.group(1) if isa else None
+    except Exception:
+        pass
+    try:
+        from cuda.bindings import nvjitlink
+
+        out["nvjitlink"] = "%d.%d" % tuple(nvjitlink.version())[:2]
+    except Exception:
+        pass
+    return out
+
+
+# the pip packages of the CUDA compiler libraries numba-cuda uses, per driver CUDA major version
+_TOOLCHAIN_PINS = {
+    12: "'numba-cuda[cu12]' 'nvidia-cuda-nvcc-cu12=={v}.*' 'nvidia-nvjitlink-cu12=={v}.*'",
+    13: "'numba-cuda[cu13]' 'cuda-toolkit[nvvm]=={v}.*' 'nvidia-nvjitlink=={v}.*'",
+}
+
+
+def toolchain_hint(versions):
+    """What to install so that the toolchain matches the driver, from :func:`toolchain_versions`."""
+    drv = versions.get("driver_cuda")
+    if not drv:
+        return "check the NVIDIA driver (nvidia-smi), or use FASTMLP_DEVICE=cpu"
+    major = int(drv.split(".")[0])
+    pins = _TOOLCHAIN_PINS.get(major)
+    if pins is None:
+        return (f"install NVVM and nvJitLink of CUDA {drv} or older (the driver's), or update the NVIDIA driver, "
+                "or use FASTMLP_DEVICE=cpu")
+    return (f"install the CUDA compiler libraries no newer than the driver's CUDA {drv}: pip install "
+            f"{pins.format(v=drv)}; or update the NVIDIA driver; or use FASTMLP_DEVICE=cpu")
+
+
+def toolchain_error(device_id, problem, versions):
+    """The one-line DeviceError for a toolchain that cannot run a kernel on cuda:N."""
+    v = {k: versions.get(k) or "unknown" for k in ("driver_cuda", "nvvm", "nvvm_ptx_isa", "nvjitlink")}
+    return DeviceError(one_line(
+        f"Numba cannot run a CUDA kernel on cuda:{device_id} ({problem}); driver CUDA {v['driver_cuda']}, "
+        f"NVVM {v['nvvm']} writing PTX ISA {v['nvvm_ptx_isa']}, nvJitLink {v['nvjitlink']}; {toolchain_hint(versions)}"))
+
+
+_NO_CONTEXT = contextlib.nullcontext()  # reusable and reentrant
+
+
+class _OnDevice:
+    """Backend.activate()'s context on a GPU: in the calling thread, whichever it is,
+    the backend's device and stream become CuPy's current ones (both are per
+    thread), and the previous ones come back on exit. A new object per call, so
+    nesting and threads never share state."""
+
+    __slots__ = ("_bk", "_prev_device", "_prev_stream")
+
+    def __init__(self, backend):
+        self._bk = backend
+
+    def __enter__(self):
+        bk = self._bk
+        cuda = bk.xp.cuda
+        self._prev_device = cuda.runtime.getDevice()
+        if self._prev_device != bk.device_id:
+            cuda.runtime.setDevice(bk.device_id)
+        self._prev_stream = cuda.get_current_stream()
+        bk.stream.use()
+        return bk.stream
+
+    def __exit__(self, *exc):
+        cuda = self._bk.xp.cuda
+        self._prev_stream.use()
+        if self._prev_device != self._bk.device_id:
+            cuda.runtime.setDevice(self._prev_device)
+        return False
+
+
+def on_device(method):
+    """Decorator for methods of objects with a ``backend``: the method runs inside
+    ``self.backend.activate()``, so its CuPy work goes to the backend's stream from
+    whatever thread calls it (see :meth:`Backend.activate`)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.backend.activate():
+            return method(self, *args, **kwargs)
+
+    return run
+
+
+# splitmix64's constants (Steele, Lea and Flood 2014): the mix is a bijection of 64-bit words
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z):
+    """splitmix64's finaliser of one Python int (the host-side twin of counter_permutation's)."""
+    z &= _MASK64
+    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
+    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def counter_permutation(xp, seed, n):
+    """A random permutation of range(n), int64, from ``seed`` alone, counter-based: the
+    order that sorts key_i = splitmix64(i * golden + offset(seed)). The keys are
+    distinct (both maps are bijections of 64-bit words), so the order is unique
+    whatever the sort. No generator state exists: a few elementwise operations and
+    one sort, the same permutation with NumPy or CuPy."""
+    u = xp.uint64
+    key = xp.arange(n, dtype=u)
+    key *= u(_GOLDEN)  # wraps modulo 2**64, as intended
+    key += u(_splitmix64(int(seed) * _GOLDEN + _MIX1))
+    key ^= key >> u(30)
+    key *= u(_MIX1)
+    key ^= key >> u(27)
+    key *= u(_MIX2)
+    key ^= key >> u(31)
+    return xp.argsort(key).astype(xp.int64, copy=False)
 
 
 class Backend:
@@ -92,9 +306,12 @@ class Backend:
             self.stream.synchronize()
 
     def activate(self):
-        """A context in which CuPy queues its work on this backend's stream, the one
-        the Numba kernels use (CuPy's current stream is per thread). No-op on the CPU."""
-        return self.stream if self.is_gpu else contextlib.nullcontext()
+        """A context in which CuPy queues its work on this backend's device and stream,
+        the stream the Numba kernels use, in whatever thread enters it (CuPy's current
+        device and stream are per thread: a thread that did not build the backend
+        would otherwise queue on the legacy default stream, which the kernels'
+        non-blocking stream does not wait for). No-op on the CPU."""
+        return _OnDevice(self) if self.is_gpu else _NO_CONTEXT
 
     def kernel_array(self, a):
         """``a`` as the kernels take it fastest: on CUDA a CuPy array becomes a Numba
@@ -110,16 +327,36 @@ class Backend:
         graph; ``graph.launch(stream=backend.stream)`` replays it. A failure ends the
         capture before it propagates, so the stream stays usable."""
         s = self.stream
-        with s:
+        with self.activate():
             s.begin_capture()
             try:
                 fn()
-            finally:
-                graph = s.end_capture()
-        return graph
+            except BaseException as exc:
+                # end the capture, but raise what went wrong in fn: an invalidated capture
+                # makes end_capture fail too, and its error would hide the cause
+                try:
+                    s.end_capture()
+                except Exception as end_exc:
+                    if hasattr(exc, "add_note"):  # Python 3.11+
+                        exc.add_note(f"ending the stream capture then failed too: {_error_line(end_exc)}")
+                raise
+            return s.end_capture()
+
+    def shuffle(self, seed, n):
+        """A random permutation of range(n), int64 on this device, from ``seed`` alone.
+
+        CPU: ``numpy.random.default_rng(seed).permutation(n)``. GPU: counter-based
+        (:func:`counter_permutation`): no generator is built (CuPy's default one sets
+        up some 270,000 curand states each time), a few elementwise kernels and one
+        sort; the host computes the same permutation with
+        ``counter_permutation(numpy, seed, n)``."""
+        if self.is_gpu:
+            return counter_permutation(self.xp, seed, n)
+        return np.random.default_rng(seed).permutation(n)
 
     def rng(self, seed):
-        """A random generator that lives on this device (for shuffling)."""
+        """A random generator that lives on this device. Building one on a GPU costs
+        milliseconds (curand state set-up): shuffles use :meth:`shuffle`."""
         if self.is_gpu:
             return self.xp.random.default_rng(seed)
         return np.random.default_rng(seed)
@@ -157,14 +394,19 @@ def _cuda_backend(device_id):
         raise DeviceError(f"device 'cuda' needs numba-cuda ({exc}); {_CUDA_INSTALL_HINT}") from None
     if not numba_cuda.is_available():
         raise DeviceError(f"Numba cannot use the GPU although CuPy can; {_CUDA_INSTALL_HINT}")
-    problem = numba_compiler_problem()
-    if problem:
-        raise DeviceError(f"Numba finds the GPU but cannot compile CUDA kernels ({problem}); {_COMPILER_HINT}")
 
     from . import kernels
 
     cupy.cuda.Device(device_id).use()
     numba_cuda.select_device(device_id)
+    # Prove the whole toolchain now (compile, link, load, launch), not at the first
+    # training step: a PTX ISA or an nvJitLink newer than the driver fails only there.
+    problem = cuda_toolchain_problem()
+    if problem:
+        compiler = numba_compiler_problem()  # no PTX at all: NVVM or libdevice is missing
+        if compiler:
+            raise DeviceError(f"Numba finds the GPU but cannot compile CUDA kernels ({compiler}); {_COMPILER_HINT}")
+        raise toolchain_error(device_id, problem, toolchain_versions())
     # One non-blocking stream for everything: CUDA graphs cannot be captured on the
     # legacy default stream, and CuPy and Numba must queue on the same stream to be
     # ordered. CuPy's current stream is per thread; Backend.activate() sets it.

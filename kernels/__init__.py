@@ -203,12 +203,13 @@ def _launcher(launches):
         return functools.partial(run_launches, bind_launches(launches(*args)))
 
     launch.bind = bind
+    launch.launches = launches  # the launches without making them (benchmarks/gpu_warm.py plans from these)
     launch.__name__ = launch.__qualname__ = launches.__name__
     launch.__doc__ = launches.__doc__
     return launch
 
 
-def cuda_kernels(stream=None):
+def cuda_kernels(stream=None, alloc=None):
     """Launchers for the CUDA kernels, bound to one Numba stream.
 
     The arrays may be Numba device arrays (taken as they are: the trainer wraps
@@ -217,7 +218,11 @@ def cuda_kernels(stream=None):
     every time a kernel receives it, a host round trip per launch. Ordering
     comes from launching everything, CuPy's work included, on one stream.
     No launcher allocates, so a training step can be captured as a CUDA graph.
-    Each launcher also has ``.bind(*args)``: the launch worked out once, to repeat.
+    Each launcher also has ``.bind(*args)``: the launch worked out once, to repeat,
+    and ``.launches(*args)``: the launches, [(kernel, configuration, arguments)],
+    without making them. ``alloc(size, dtype)`` makes the GEMMs' split-K scratch
+    (default ``cuda.device_array``; a host allocator lets launches be planned
+    without a GPU).
     """
     from numba import cuda
 
@@ -311,7 +316,7 @@ def cuda_kernels(stream=None):
     def advance(state):
         return one(_advance_cuda, 1, 1, view(state))
 
-    ops = CudaLinearOps(stream)  # keeps its split-K scratch alive as long as these launchers
+    ops = CudaLinearOps(stream, alloc=alloc)  # keeps its split-K scratch alive as long as these launchers
 
     @_launcher
     def linear_forward(a, W, b, out, code):

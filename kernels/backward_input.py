@@ -28,7 +28,7 @@ import numpy as np
 from numba import cuda
 
 from .bias_act_forward import RELU, SIGMOID, TANH
-from .gemm_tiles import OWNED, RED_COLS, activation_backward, owned, split_sum, store_partial, tile_product
+from .gemm_tiles import TILES_KEY, OWNED, RED_COLS, activation_backward, owned, split_sum, store_partial, tile_product
 from .relu_backward import relu_backward_cpu, relu_backward_reference
 from .sigmoid_backward import sigmoid_backward_cpu, sigmoid_backward_reference
 from .tanh_backward import tanh_backward_cpu, tanh_backward_reference
@@ -50,28 +50,40 @@ def backward_input_cpu(delta, W, out_prev, d_prev, code):
         _CPU[code](out_prev, d_prev)
 
 
-@cuda.jit(cache=True)
-def _backward_input_cuda(delta, W, out_prev, d_prev, code, part, k_chunk):
-    """Grid (tiles of K, tiles of n, split). Split 1: d_prev <- (delta @ W.T) * act';
-    otherwise slice z of part (split, n, K) <- this chunk's partial delta @ W.T."""
-    n, K = d_prev.shape
-    acc = cuda.local.array(OWNED, d_prev.dtype)
-    tile_product(acc, delta, RED_COLS, n, d_prev.dtype.type(0), W, RED_COLS, K, W.shape[1], k_chunk)
-    if cuda.gridDim.z > 1:
-        store_partial(acc, part, n, K)
-        return
-    for q in range(OWNED):
-        i, j = owned(q)
-        if i < n and j < K:
-            d_prev[i, j] = activation_backward(acc[q], out_prev[i, j], code)
+def _cuda_kernels(tiles_key):
+    """The CUDA kernels, closures over ``tiles_key`` (gemm_tiles.TILES_KEY): Numba's
+    on-disk cache keys a closure's kernels on its cell contents too, so a change of the
+    tile constants or code in gemm_tiles.py (or of bias_act_forward's codes) compiles
+    afresh instead of loading a kernel built for other tiles."""
+
+    @cuda.jit(cache=True)
+    def _backward_input_cuda(delta, W, out_prev, d_prev, code, part, k_chunk):
+        """Grid (tiles of K, tiles of n, split). Split 1: d_prev <- (delta @ W.T) * act';
+        otherwise slice z of part (split, n, K) <- this chunk's partial delta @ W.T."""
+        tiles_key  # noqa: B018 (in the closure: part of Numba's cache key)
+        n, K = d_prev.shape
+        acc = cuda.local.array(OWNED, d_prev.dtype)
+        tile_product(acc, delta, RED_COLS, n, d_prev.dtype.type(0), W, RED_COLS, K, W.shape[1], k_chunk)
+        if cuda.gridDim.z > 1:
+            store_partial(acc, part, n, K)
+            return
+        for q in range(OWNED):
+            i, j = owned(q)
+            if i < n and j < K:
+                d_prev[i, j] = activation_backward(acc[q], out_prev[i, j], code)
+
+    @cuda.jit(cache=True)
+    def _backward_input_reduce_cuda(part, split, out_prev, d_prev, code):
+        """One thread per output: d_prev <- (sum of the split slices of part) * act'."""
+        tiles_key  # noqa: B018 (in the closure: part of Numba's cache key)
+        n, K = d_prev.shape
+        e = cuda.grid(1)
+        if e < n * K:
+            i = e // K
+            j = e - i * K
+            d_prev[i, j] = activation_backward(split_sum(part, split, n * K, e), out_prev[i, j], code)
+
+    return _backward_input_cuda, _backward_input_reduce_cuda
 
 
-@cuda.jit(cache=True)
-def _backward_input_reduce_cuda(part, split, out_prev, d_prev, code):
-    """One thread per output: d_prev <- (sum of the split slices of part) * act'."""
-    n, K = d_prev.shape
-    e = cuda.grid(1)
-    if e < n * K:
-        i = e // K
-        j = e - i * K
-        d_prev[i, j] = activation_backward(split_sum(part, split, n * K, e), out_prev[i, j], code)
+_backward_input_cuda, _backward_input_reduce_cuda = _cuda_kernels(TILES_KEY)

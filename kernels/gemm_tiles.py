@@ -40,9 +40,21 @@ Activations
 
 Every constant takes the operands' dtype (``X.dtype.type(0)``, ``type(u)(1)``),
 so float32 kernels do no float64 arithmetic.
+
+On-disk cache
+    The GEMM kernels (linear_forward.py, linear_backward.py, backward_input.py)
+    are cached with ``cache=True``, and Numba's cache checks only the file that
+    defines a kernel; the constants and device functions here are compiled into
+    it. So each GEMM kernel is a closure over ``TILES_KEY``, a digest of this
+    file and of bias_act_forward.py (the activation codes): Numba's cache index
+    hashes a kernel's closure contents, so any change here compiles the kernels
+    afresh instead of loading ones built for other tiles, whose grid the host
+    would no longer match.
 """
 
+import hashlib
 import math
+from pathlib import Path
 
 from numba import cuda
 
@@ -60,7 +72,25 @@ REDUCE_THREADS = 256  # block size of the split-K reduce kernels (one thread per
 
 RED_ROWS, RED_COLS = 0, 1
 
-# Split-K heuristic (untuned: no GPU was available when it was written). On an
+
+def tiles_key(sources=None):
+    """A 56-bit digest (an int, so a kernel can hold it as a constant) of the source
+    text the GEMM kernels inline from other files: this module and
+    bias_act_forward.py, or ``sources`` (texts) if given. Where a source cannot be
+    read (a frozen install), the constants themselves stand in for it."""
+    if sources is None:
+        here = Path(__file__).resolve().parent
+        try:
+            sources = [(here / name).read_text() for name in ("gemm_tiles.py", "bias_act_forward.py")]
+        except OSError:
+            sources = [repr((TILE, BK, PER_DIM, ROW, REDUCE_THREADS, RELU, SIGMOID, TANH))]
+    digest = hashlib.sha256("\0".join(sources).encode()).digest()
+    return int.from_bytes(digest[:7], "little")
+
+
+TILES_KEY = tiles_key()  # see "On-disk cache" above
+
+# Split-K heuristic (reasoned, not measured on a GPU). On an
 # H100 (132 SMs) a grid of a few dozen blocks leaves most SMs idle, so the
 # reduction is split until the grid has about TARGET_BLOCKS blocks; but every
 # chunk keeps at least MIN_STEPS_PER_SPLIT steps of BK, since each split adds

@@ -27,7 +27,7 @@ Order: plain-NumPy reference, CPU op, CUDA kernels.
 import numpy as np
 from numba import cuda
 
-from .gemm_tiles import OWNED, RED_ROWS, owned, split_sum, store_partial, tile_product
+from .gemm_tiles import TILES_KEY, OWNED, RED_ROWS, owned, split_sum, store_partial, tile_product
 
 _ONES = {}  # dtype -> ones vector, grown (never shrunk) to the largest batch seen
 
@@ -64,26 +64,38 @@ def _store(v, dW, db, i, j):
             db[j] = v
 
 
-@cuda.jit(cache=True)
-def _linear_backward_cuda(a, delta, dW, db, part, k_chunk):
-    """Grid (tiles of N, tiles of K + 1, split). Split 1: [dW; db] <- [a, 1].T @ delta;
-    otherwise slice z of part (split, K + 1, N) <- this chunk's partial product."""
-    K, N = dW.shape
-    acc = cuda.local.array(OWNED, dW.dtype)
-    tile_product(acc, a, RED_ROWS, K, dW.dtype.type(1), delta, RED_ROWS, N, delta.shape[0], k_chunk)
-    if cuda.gridDim.z > 1:
-        store_partial(acc, part, K + 1, N)
-        return
-    for q in range(OWNED):
-        i, j = owned(q)
-        _store(acc[q], dW, db, i, j)
+def _cuda_kernels(tiles_key):
+    """The CUDA kernels, closures over ``tiles_key`` (gemm_tiles.TILES_KEY): Numba's
+    on-disk cache keys a closure's kernels on its cell contents too, so a change of the
+    tile constants or code in gemm_tiles.py (or of bias_act_forward's codes) compiles
+    afresh instead of loading a kernel built for other tiles."""
+
+    @cuda.jit(cache=True)
+    def _linear_backward_cuda(a, delta, dW, db, part, k_chunk):
+        """Grid (tiles of N, tiles of K + 1, split). Split 1: [dW; db] <- [a, 1].T @ delta;
+        otherwise slice z of part (split, K + 1, N) <- this chunk's partial product."""
+        tiles_key  # noqa: B018 (in the closure: part of Numba's cache key)
+        K, N = dW.shape
+        acc = cuda.local.array(OWNED, dW.dtype)
+        tile_product(acc, a, RED_ROWS, K, dW.dtype.type(1), delta, RED_ROWS, N, delta.shape[0], k_chunk)
+        if cuda.gridDim.z > 1:
+            store_partial(acc, part, K + 1, N)
+            return
+        for q in range(OWNED):
+            i, j = owned(q)
+            _store(acc[q], dW, db, i, j)
+
+    @cuda.jit(cache=True)
+    def _linear_backward_reduce_cuda(part, split, dW, db):
+        """One thread per element of [dW; db]: the sum of the split slices of part."""
+        tiles_key  # noqa: B018 (in the closure: part of Numba's cache key)
+        K, N = dW.shape
+        e = cuda.grid(1)
+        if e < (K + 1) * N:
+            i = e // N
+            _store(split_sum(part, split, (K + 1) * N, e), dW, db, i, e - i * N)
+
+    return _linear_backward_cuda, _linear_backward_reduce_cuda
 
 
-@cuda.jit(cache=True)
-def _linear_backward_reduce_cuda(part, split, dW, db):
-    """One thread per element of [dW; db]: the sum of the split slices of part."""
-    K, N = dW.shape
-    e = cuda.grid(1)
-    if e < (K + 1) * N:
-        i = e // N
-        _store(split_sum(part, split, (K + 1) * N, e), dW, db, i, e - i * N)
+_linear_backward_cuda, _linear_backward_reduce_cuda = _cuda_kernels(TILES_KEY)

@@ -26,7 +26,7 @@ import numpy as np
 from numba import cuda
 
 from .bias_act_forward import bias_act_forward_cpu, bias_act_forward_reference
-from .gemm_tiles import OWNED, RED_COLS, RED_ROWS, activate, owned, split_sum, store_partial, tile_product
+from .gemm_tiles import TILES_KEY, OWNED, RED_COLS, RED_ROWS, activate, owned, split_sum, store_partial, tile_product
 
 
 def linear_forward_reference(a, W, b, code):
@@ -40,28 +40,40 @@ def linear_forward_cpu(a, W, b, out, code):
     bias_act_forward_cpu(out, b, code)
 
 
-@cuda.jit(cache=True)
-def _linear_forward_cuda(a, W, b, out, code, part, k_chunk):
-    """Grid (tiles of N, tiles of n, split). Split 1: out <- act(a @ W + b);
-    otherwise slice z of part (split, n, N) <- this chunk's partial a @ W."""
-    n, N = out.shape
-    acc = cuda.local.array(OWNED, out.dtype)
-    tile_product(acc, a, RED_COLS, n, out.dtype.type(0), W, RED_ROWS, N, W.shape[0], k_chunk)
-    if cuda.gridDim.z > 1:
-        store_partial(acc, part, n, N)
-        return
-    for q in range(OWNED):
-        i, j = owned(q)
-        if i < n and j < N:
-            out[i, j] = activate(acc[q] + b[j], code)
+def _cuda_kernels(tiles_key):
+    """The CUDA kernels, closures over ``tiles_key`` (gemm_tiles.TILES_KEY): Numba's
+    on-disk cache keys a closure's kernels on its cell contents too, so a change of the
+    tile constants or code in gemm_tiles.py (or of bias_act_forward's codes) compiles
+    afresh instead of loading a kernel built for other tiles."""
+
+    @cuda.jit(cache=True)
+    def _linear_forward_cuda(a, W, b, out, code, part, k_chunk):
+        """Grid (tiles of N, tiles of n, split). Split 1: out <- act(a @ W + b);
+        otherwise slice z of part (split, n, N) <- this chunk's partial a @ W."""
+        tiles_key  # noqa: B018 (in the closure: part of Numba's cache key)
+        n, N = out.shape
+        acc = cuda.local.array(OWNED, out.dtype)
+        tile_product(acc, a, RED_COLS, n, out.dtype.type(0), W, RED_ROWS, N, W.shape[0], k_chunk)
+        if cuda.gridDim.z > 1:
+            store_partial(acc, part, n, N)
+            return
+        for q in range(OWNED):
+            i, j = owned(q)
+            if i < n and j < N:
+                out[i, j] = activate(acc[q] + b[j], code)
+
+    @cuda.jit(cache=True)
+    def _linear_forward_reduce_cuda(part, split, b, out, code):
+        """One thread per output: out <- act(sum of the split slices of part + b)."""
+        tiles_key  # noqa: B018 (in the closure: part of Numba's cache key)
+        n, N = out.shape
+        e = cuda.grid(1)
+        if e < n * N:
+            i = e // N
+            j = e - i * N
+            out[i, j] = activate(split_sum(part, split, n * N, e) + b[j], code)
+
+    return _linear_forward_cuda, _linear_forward_reduce_cuda
 
 
-@cuda.jit(cache=True)
-def _linear_forward_reduce_cuda(part, split, b, out, code):
-    """One thread per output: out <- act(sum of the split slices of part + b)."""
-    n, N = out.shape
-    e = cuda.grid(1)
-    if e < n * N:
-        i = e // N
-        j = e - i * N
-        out[i, j] = activate(split_sum(part, split, n * N, e) + b[j], code)
+_linear_forward_cuda, _linear_forward_reduce_cuda = _cuda_kernels(TILES_KEY)

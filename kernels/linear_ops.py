@@ -63,12 +63,14 @@ class CudaLinearOps:
     """The three GEMM ops of a dense layer on one stream (see the module docstring).
 
     ``split``: None picks the split-K factor from the shapes; an int forces it
-    (1 = never split), for tests and tuning.
+    (1 = never split), for tests and tuning. ``alloc(size, dtype)``: how the
+    split-K scratch is made (default ``cuda.device_array``).
     """
 
-    def __init__(self, stream=0, split=None):
+    def __init__(self, stream=0, split=None, alloc=None):
         self.stream = stream
         self.split = split
+        self._alloc = alloc or (lambda size, dtype: cuda.device_array(size, dtype=dtype))  # the split-K scratch
         self._scratch = {}  # dtype -> the flat scratch buffer in use
         self._retired = []  # outgrown scratch buffers, kept alive for captured graphs
 
@@ -127,5 +129,5 @@ class CudaLinearOps:
         if buf is None or buf.shape[0] < size:
             if buf is not None:
                 self._retired.append(buf)
-            buf = self._scratch[np.dtype(dtype)] = cuda.device_array(max(size, 1), dtype=dtype)
+            buf = self._scratch[np.dtype(dtype)] = self._alloc(max(size, 1), dtype)
         return buf

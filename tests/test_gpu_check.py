@@ -68,6 +68,19 @@ def test_quick_run_without_a_gpu_skips_gpu_steps_with_reasons(quick_run):
     assert "step" in stdout and all(name in stdout for name in GPU_STEPS)
 
 
+def test_full_run_without_a_gpu_skips_gpu_steps_and_writes_its_summary(tmp_path):
+    make_idx_dataset(tmp_path / "data" / "mnist", n_train=300, n_test=100)
+    out = tmp_path / "results" / "gpu-full"
+    stdout = python("benchmarks.gpu_check", "--data-dir", tmp_path / "data", "--out", out, results=tmp_path / "results")
+    summary = json.loads((out / "summary.json").read_text())
+    steps = {s["name"]: s for s in summary["steps"]}
+    assert summary["mode"] == "full" and summary["budget_s"] == 420 and list(steps) == [s.name for s in gpu_check.STEPS]
+    for name in GPU_STEPS:  # pytest-rest included: it is not left out of a full run, only skipped without a GPU
+        assert steps[name]["status"] == "skipped" and steps[name]["reason"].startswith("no CUDA GPU: "), steps[name]
+    assert steps["epoch"]["status"] == "ok" and (out / "summary.txt").exists()
+    assert "Out of time" not in stdout
+
+
 def test_bundle_holds_the_results_folder(quick_run):
     _, out, bundle = quick_run
     with tarfile.open(bundle) as tar:
@@ -147,6 +160,19 @@ def test_toolkit_roots_are_the_folders_that_hold_nvvm(tmp_path):
     with_nvvm, bare = _toolkit(tmp_path / "cuda-13.0"), tmp_path / "cuda-12.0"
     bare.mkdir()
     assert gpu_probes.toolkit_roots([None, str(bare), with_nvvm, with_nvvm, str(tmp_path / "none")]) == [with_nvvm]
+
+
+def test_toolkits_no_newer_than_the_driver_are_tried_first(tmp_path):
+    folders = [str(tmp_path / f"cuda-{v}") for v in ("13.0", "12.2", "12.6", "12.4", "12.10")] + [str(tmp_path / "cuda-x")]
+    names = [Path(f).name for f in gpu_probes.order_toolkits(folders, (12, 4))]
+    assert names == ["cuda-12.4", "cuda-12.2", "cuda-12.6", "cuda-12.10", "cuda-13.0", "cuda-x"]
+    assert [Path(f).name for f in gpu_probes.order_toolkits(folders, None)][:2] == ["cuda-13.0", "cuda-12.10"]
+
+
+def test_the_environment_step_records_the_toolchain_versions():
+    found = gpu_probes._compile_check(dict(os.environ))
+    assert found["problem"] is None and "launch" not in found  # no GPU here: compiled, not launched
+    assert set(found["versions"]) == {"driver_cuda", "nvvm", "nvvm_ptx_isa", "nvjitlink"} and found["versions"]["nvvm"]
 
 
 def test_a_toolkit_that_makes_numba_compile_goes_to_the_later_steps(monkeypatch, tmp_path):
@@ -253,8 +279,19 @@ def test_the_steps_left_for_lack_of_time_get_their_own_command():
                          {"name": "pytest-rest", "status": "skipped", "reason": "out of time: the run's budget leaves 0 s"}]}
     argv = ["--data-dir", ".gpu-data", "--out", "here", "--steps", "setup", "epoch", "scaling", "--bundle", "b.tar.gz"]
     assert gpu_check.rerun_command(summary, argv) == ("python3 -m benchmarks.gpu_check --data-dir .gpu-data --bundle "
-                                                      "b.tar.gz --steps setup environment scaling pytest-rest")
+                                                      "b.tar.gz --steps setup environment warm scaling pytest-rest")
     assert gpu_check.rerun_command({"steps": summary["steps"][:2]}, argv) is None
+    # a step killed at a limit the budget had cut short did not fit either; one killed at its own limit did
+    summary["steps"][1]["cut_by_budget"] = True
+    assert "--steps setup environment warm epoch scaling pytest-rest" in gpu_check.rerun_command(summary, argv)
+
+
+def test_a_step_whose_limit_the_budget_cuts_is_marked(tmp_path):
+    ctx = gpu_check.Context(out=tmp_path, data_dir=tmp_path, gpu=True, deadline=time.monotonic() + 12)
+    step = gpu_check.Step("long", "long", lambda c: [sys.executable, "-c", "import time; time.sleep(60)"], (30, 30))
+    rec = gpu_check.run_step(step, ctx)
+    assert rec["status"] == "timeout" and rec["cut_by_budget"] and rec["limit_s"] < 30
+    assert "--steps setup environment warm long" in gpu_check.rerun_command({"steps": [rec]}, [])
 
 
 NCU_CSV = '''==PROF== Connected to process 123

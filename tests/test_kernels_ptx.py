@@ -27,6 +27,7 @@ from fastmlp.kernels import (
     bias_act_forward,
     dropout,
     gather_batch,
+    gather_csr,
     linear_backward,
     linear_forward,
     logistic_xent,
@@ -52,6 +53,8 @@ def _signatures(t):
         "gather_batch": (gather_batch._gather_batch_cuda, (mat, imat, ivec, ivec, int64, mat, imat, t)),
         "gather_batch_uint8": (gather_batch._gather_batch_cuda, (uint8[:, ::1], imat, ivec, ivec, int64, mat, imat, t)),
         "gather_batch_targets": (gather_batch._gather_batch_cuda, (mat, mat, ivec, ivec, int64, mat, mat, t)),
+        # CSR rows (data, indices, indptr) densified into the batch; labels as (n, 1) again
+        "gather_csr": (gather_csr._gather_csr_cuda, (vec, ivec, ivec, imat, ivec, ivec, int64, mat, imat)),
         "dropout": (dropout._dropout_cuda, (mat, mat, ivec, uint64, uint64, uint64, t)),
         "sum_into": (sum_into._sum_into_cuda, (vec, vec, ivec, boolean)),
         "advance": (advance._advance_cuda, (ivec,)),
