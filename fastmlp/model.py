@@ -27,7 +27,7 @@ import numpy as np
 
 from . import checks
 from .activations import get_activation
-from .backend import get_backend
+from .backend import get_backend, on_device
 from .errors import ConfigError
 from .kernels import IDENTITY
 
@@ -243,6 +243,7 @@ class MLP:
             b_at += n_out
         return layers
 
+    @on_device  # CuPy work on the backend's stream, from any thread
     def reset_parameters(self, seed=0):
         """He / Xavier / normal(std) weights and zero biases, drawn on the host with
         ``numpy.random.default_rng(seed)`` so every device starts from the same values."""
@@ -252,9 +253,19 @@ class MLP:
             layer.W[...] = init_weights(rng, *layer.W.shape, self.init, self.init_std, self.dtype)
         self.set_flat_params(host)
 
+    @on_device
     def set_flat_params(self, host_flat):
         self.params[...] = self.backend.asarray(host_flat, dtype=self.dtype)
 
+    @on_device
+    def finite_flag(self):
+        """Whether every parameter is finite, as a 0-d boolean on the model's device: one
+        reduction over the flat buffer, queued like any other device work (NumPy or
+        CuPy alike), so ``bool()`` of it waits only for what is already queued. The
+        trainer reads it once per epoch, with the epoch's losses."""
+        return self.xp.isfinite(self.params).all()
+
+    @on_device
     def get_layers(self):
         """The parameters as a list of (W, b) NumPy arrays (copies)."""
         return [(np.array(self.backend.to_host(l.W)), np.array(self.backend.to_host(l.b))) for l in self.layers]
@@ -267,17 +278,20 @@ class MLP:
         """The activation code of each layer for the kernels: the hidden activation, then IDENTITY."""
         return (self.activation.code,) * (self.n_layers - 1) + (IDENTITY,)
 
+    @on_device
     def forward(self, x, ws):
         """Logits (n, dL) for x (n, d0) with n <= ws.batch_size; keeps each layer's
         output in ``ws.acts`` for the backward pass."""
         return forward_pass(self.backend.kernels, self.layers, self.codes, x, ws.acts)
 
+    @on_device
     def backward(self, x, ws, grads):
         """Fill ``grads`` (a list of Layer views, like ``self.layers``) with the gradient
         of the mean loss. Expects ``ws.acts[L][:n]`` to hold dlogits (the loss kernel
         writes it there); overwrites ``ws.dacts``."""
         backward_pass(self.backend.kernels, self.layers, self.codes, x, ws.acts, ws.dacts, grads)
 
+    @on_device
     def loss_and_grad(self, x, y, ws, grads, row_scale=None):
         """Cross-entropy of each row (a device view (n,), left there so no sync is
         forced) and the gradient of their mean into ``grads``.
@@ -294,6 +308,7 @@ class MLP:
         self.backward(x, ws, grads)
         return row_loss
 
+    @on_device
     def logits(self, X, batch_size=8192):
         """Logits for all rows of X (host or device array; uint8 is scaled by 1/255 as in
         training), in chunks, as a device array."""
@@ -312,6 +327,7 @@ class MLP:
             out[start : start + bs] = self.forward(X[start : start + bs], self._eval_ws)
         return out
 
+    @on_device
     def outputs(self, X, batch_size=8192):
         """The output layer's activations for all rows of X, as a device array: softmax
         probabilities, sigmoid probabilities (one column per logistic output), the
@@ -319,6 +335,7 @@ class MLP:
         z = self.logits(X, batch_size)
         return output_activation(self.xp, self.loss, z)
 
+    @on_device
     def predict_proba(self, X, batch_size=8192):
         """Class probabilities (n, n_classes) as a NumPy array."""
         z = self.logits(X, batch_size)
@@ -329,6 +346,7 @@ class MLP:
         p /= p.sum(axis=1, keepdims=True)
         return self.backend.to_host(p)
 
+    @on_device
     def predict(self, X, batch_size=8192):
         """Predicted class index (n,) as a NumPy int64 array."""
         z = self.logits(X, batch_size)

@@ -30,9 +30,28 @@ from ..backend import parse_device
 from ..errors import DeviceError
 from ..model import MLP
 
-NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and need to "
-             "be preprocessed.")
+# scikit-learn's message; its first sentence starts every such error, for code that matches on it
+NONFINITE_START = "Solver produced non-finite parameter weights."
+NONFINITE = NONFINITE_START + " The input data may contain large values and need to be preprocessed."
 CHUNK_ROWS = 8192  # rows per forward pass in prediction and in L-BFGS's whole-data loss
+
+
+def nonfinite_error(model, first_loss, after=None):
+    """scikit-learn's ValueError for non-finite weights, its first sentence kept, then the
+    likely cause from what was observed: ``first_loss`` (the loss before this fit's
+    first update; None if unknown) not finite, or far above ln(classes) where a fresh
+    network starts -> the inputs need scaling (scikit-learn's second sentence);
+    otherwise ``after`` says what blew up with a sane start (the learning rate)."""
+    import math
+
+    fresh = None if model.value_targets else math.log(model.n_classes)
+    if first_loss is None or after is None:
+        return ValueError(NONFINITE)
+    if not math.isfinite(first_loss) or (fresh is not None and first_loss > 100 * fresh):
+        near = "" if fresh is None else f" (a fresh network starts near {fresh:.2g})"
+        return ValueError(f"{NONFINITE} The loss before the first update was already {first_loss:.3g}{near}: scale "
+                          "the features, e.g. with sklearn.preprocessing.StandardScaler.")
+    return ValueError(f"{NONFINITE_START} The loss before the first update was a sane {first_loss:.3g}, so {after}")
 
 
 def is_cupy(a):

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.optimize
 from sklearn.utils.optimize import _check_optimize_result
 
-from .base import dense_rows, host, is_cupy, row_chunks
+from .base import dense_rows, host, is_cupy, nonfinite_error, row_chunks
 
 try:  # scikit-learn >= 1.6 passes iprint only where SciPy still takes it
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
@@ -58,6 +58,7 @@ class FullBatchLoss:
         self.grad_layers = model.views(self.grads)
         self.total = xp.zeros_like(model.params)
         self.calls = 0
+        self.first_loss = None  # the loss at the parameters of the first call (the start)
 
     def __call__(self, theta):
         model, xp = self.model, self.model.xp
@@ -80,7 +81,10 @@ class FullBatchLoss:
             if self.alpha:
                 loss += 0.5 * self.alpha * xp.dot(W, W).astype(np.float64) / self.sw_sum
                 self.total[: model.n_weights] += model.dtype.type(self.alpha / self.sw_sum) * W
-            return float(loss), np.asarray(host(self.total), dtype=np.float64)
+            loss = float(loss)
+            if self.first_loss is None:
+                self.first_loss = loss
+            return loss, np.asarray(host(self.total), dtype=np.float64)
 
 
 def fit_lbfgs(est, model, X, targets, sw):
@@ -97,3 +101,7 @@ def fit_lbfgs(est, model, X, targets, sw):
     est.n_iter_ = _check_optimize_result("lbfgs", result, est.max_iter)
     est.loss_ = result.fun
     model.set_flat_params(result.x)
+    if not np.isfinite(result.x).all():  # SciPy's result, on the host already
+        raise nonfinite_error(model, fun.first_loss, (
+            f"L-BFGS-B's line search reached NaN or inf weights (its last loss {result.fun:.3g}); scale the features, "
+            f"e.g. with sklearn.preprocessing.StandardScaler, or raise alpha (now {float(est.alpha):g})."))

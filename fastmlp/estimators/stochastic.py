@@ -21,7 +21,7 @@ from sklearn.utils import shuffle as sk_shuffle
 
 from ..optim import SGD, Adam
 from ..trainer import Trainer
-from .base import dense_rows, host, row_chunks
+from .base import dense_rows, host, nonfinite_error, row_chunks
 
 
 class StochasticSolver:
@@ -73,9 +73,11 @@ class StochasticSolver:
         opt = self.bind(model, alpha)
         trainer = self.trainer
         if trainer is None or trainer.batch_size != batch or trainer.optimizer is not opt:
+            # scikit-learn's MLP: no warm-up, dropout or label smoothing (the Trainer's
+            # defaults are the command line's); the L2 term is the optimiser's decay_per_row
             trainer = Trainer(model, optimizer=opt, lr=self.learning_rate_init, batch_size=batch,
                               schedule="constant", seed=0, progress=False, log=None, cuda_graph=cuda_graph,
-                              track_weight_sq=bool(alpha))
+                              warmup=0, dropout=0.0, label_smoothing=0.0, track_weight_sq=bool(alpha))
             self.trainer = trainer
         return trainer
 
@@ -156,6 +158,7 @@ def _epochs(est, model, X, targets, sw, val, incremental):
     starts = np.arange(steps) * batch
     sample_idx = np.arange(n)
     rs = est._random_state
+    first_loss = None  # the loss before this call's first update: what a divergence is blamed on
     try:
         est.n_iter_ = 0
         for _ in range(est.max_iter):
@@ -185,6 +188,12 @@ def _epochs(est, model, X, targets, sw, val, incremental):
             est.loss_curve_.append(est.loss_)
             if est.verbose:
                 print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+            if first_loss is None:
+                first_loss = float(losses[0])
+            if val is None and not trainer.params_finite:
+                # scikit-learn trains on to max_iter and then raises; NaN or inf weights stay
+                # so, so stop now (early stopping instead restores its best weights, checked after)
+                raise _diverged(est, model, first_loss, f"in epoch {est.n_iter_}")
             _update_no_improvement_count(est, model, val)
             solver.iteration_ends(est.t_)
             if est._no_improvement_count > est.n_iter_no_change:
@@ -202,6 +211,19 @@ def _epochs(est, model, X, targets, sw, val, incremental):
         warnings.warn("Training interrupted by user.")
     if val is not None:  # restore the best weights
         model.set_flat_params(est._best_params)
+        if not bool(model.finite_flag()):
+            raise _diverged(est, model, first_loss, "in training (early stopping kept them as the best)")
+
+
+def _diverged(est, model, first_loss, when):
+    """The ValueError for weights that became NaN or inf ``when``."""
+    lr = float(est.learning_rate_init)
+    schedule = f" with learning_rate={est.learning_rate!r}" if est.solver == "sgd" and est.learning_rate != "constant" \
+        else ""
+    scale = ", or scale X and y" if model.value_targets else ""
+    return nonfinite_error(model, first_loss, (
+        f"the updates blew up: the weights became NaN or inf {when}; learning_rate_init={lr:g} is "
+        f"too large for solver={est.solver!r}{schedule}: try learning_rate_init={min(lr / 10, 1e-3):g}{scale}."))
 
 
 def _update_no_improvement_count(est, model, val):
