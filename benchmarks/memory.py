@@ -15,11 +15,17 @@ case sees another's memory, nor the parent's. The cases:
 * the hostile files, each loaded the way a user would meet it (``load_mnist``,
   ``fastmlp.load``, ``load_checkpoint`` or the CSV loader), each of which must
   fail with a DataError or, for the checkpoint with an extra member, load without
-  reading that member.
+  reading that member;
+* the crafted model, checkpoint and CSV files of benchmarks.hostile: a deflate
+  bomb, deflated members at the limit of what fastmlp inflates, deeply nested
+  JSON, numbers out of range, and a dense 60 MiB ``train.csv`` (which loads; its
+  outcome gives the size of the arrays it produces).
 
 The hostile cases should stay under 2x the ``load-mnist`` footprint; the
-results file says for each whether it does. Writes
-benchmarks/results/memory-<label>.json.
+results file says for each whether it does, and which is the worst. Writes
+benchmarks/results/memory-<label>.json. ``--cases`` measures only some cases
+(``import`` and ``load-mnist`` always): the others keep their rows, with the
+time they were measured, from the results file already there.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from . import hostile as crafted
 
 GiB, MiB = 1 << 30, 1 << 20
 IDX_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
@@ -135,6 +143,10 @@ def child(kind, target, data_dir, epochs):
             fastmlp.load_mnist(data_dir=target, download=False)
         elif kind == "csv":
             fastmlp.load_dataset("csv", data_dir=target)
+        elif kind == "csv-raw":
+            ds = fastmlp.load_dataset("csv", data_dir=target, normalize=False)
+            arrays = sum(a.nbytes for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+            outcome = f"ok ({arrays / MiB:.1f} MiB of arrays)"
         elif kind == "model":
             fastmlp.load(target)
         elif kind == "checkpoint":
@@ -170,6 +182,10 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30, help="epochs of the default run (default: all 30)")
     p.add_argument("--bomb-gib", type=float, default=6.0, help="GiB of zeros behind the gzip bomb's header")
     p.add_argument("--member-gib", type=float, default=3.0, help="GiB of zeros in the checkpoint's extra member")
+    p.add_argument("--csv-mib", type=int, default=60, help="MiB of the dense train.csv (default 60)")
+    p.add_argument("--cases", default=None,
+                   help="comma-separated cases to measure (import and load-mnist always are); the others keep "
+                        "their rows from the existing results file of this --label")
     p.add_argument("--label", default=None)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--target", default=None, help=argparse.SUPPRESS)
@@ -183,12 +199,22 @@ def main(argv=None):
     mnist = _mnist_folder(args.data_dir)
     if mnist is None:
         raise SystemExit("no MNIST files found: pass --data-dir")
-    rows = []
+    rows, when = [], common.stamp()
+    label = args.label or common.machine()["host"]
+    chosen = None if args.cases is None else {"import", "load-mnist", *args.cases.split(",")}
+    earlier_file = _earlier(common.RESULTS / f"memory-{label}.json")
+    earlier = {r["case"]: r for r in earlier_file.get("results", [])}
 
     def case(name, what, kind, target):
+        if chosen is not None and name not in chosen:
+            if name not in earlier:
+                raise SystemExit(f"case {name} is neither chosen by --cases nor in the results file; measure it too")
+            rows.append(earlier[name])
+            print(f"{name:28s} {earlier[name]['peak_rss_mib']:8.1f} MiB  (kept, measured {earlier[name]['measured']})")
+            return
         peak, outcome = measure(kind, target, mnist, args.epochs)
-        rows.append({"case": name, "what": what, "peak_rss_mib": round(peak, 1), "outcome": outcome})
-        print(f"{name:24s} {peak:8.1f} MiB  {outcome[:110]}")
+        rows.append({"case": name, "what": what, "peak_rss_mib": round(peak, 1), "outcome": outcome, "measured": when})
+        print(f"{name:28s} {peak:8.1f} MiB  {outcome[:110]}")
 
     with tempfile.TemporaryDirectory(prefix="fastmlp-memory-") as tmp:
         work = Path(tmp)
@@ -197,6 +223,7 @@ def main(argv=None):
         case("train-default", f"python -m fastmlp.train, default recipe and plots, {args.epochs} epochs", "train",
              work / "train-run")
         hostile = make_hostile(work, mnist, int(args.bomb_gib * GiB), int(args.member_gib * GiB))
+        hostile.update(crafted.make(work, args.csv_mib))
         for name, (what, kind, target) in hostile.items():
             case(name, what, kind, target)
 
@@ -204,15 +231,30 @@ def main(argv=None):
     for r in rows[3:]:
         r["vs_load_mnist"] = round(r["peak_rss_mib"] / real, 2)
         r["under_2x_load_mnist"] = r["peak_rss_mib"] < 2 * real
-    result = {"benchmark": "memory", "when": common.stamp(), "machine": common.machine(),
+    worst = max(rows[3:], key=lambda r: r["peak_rss_mib"])
+    result = {"benchmark": "memory", "when": when, "machine": common.machine(),
               "method": "each case in its own child process; peak RSS = VmHWM of /proc/self/status at the child's end",
-              "epochs_of_default_run": args.epochs, "load_mnist_mib": real, "results": rows}
-    label = args.label or result["machine"]["host"]
+              "epochs_of_default_run": args.epochs if rows[2].get("measured") == when
+              else earlier_file.get("epochs_of_default_run"),
+              "load_mnist_mib": real, "results": rows,
+              "worst_hostile": {"case": worst["case"], "peak_rss_mib": worst["peak_rss_mib"],
+                                "vs_load_mnist": worst["vs_load_mnist"],
+                                "under_2x_load_mnist": worst["under_2x_load_mnist"]}}
     path = common.save(result, f"memory-{label}")
     print(f"wrote {path}")
-    worst = max(rows[3:], key=lambda r: r["peak_rss_mib"])
-    print(f"worst hostile case: {worst['case']} at {worst['peak_rss_mib']} MiB = {worst['vs_load_mnist']}x load-mnist")
+    print(f"worst hostile case: {worst['case']} at {worst['peak_rss_mib']} MiB = {worst['vs_load_mnist']}x load-mnist "
+          f"({'under' if worst['under_2x_load_mnist'] else 'NOT under'} 2x)")
     return 0
+
+
+def _earlier(path):
+    """An existing results file, each row with when it was measured ({} if there is none)."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    earlier["results"] = [{**r, "measured": r.get("measured", earlier.get("when"))} for r in earlier.get("results", [])]
+    return earlier
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 
+from .console import write_line
 from .errors import DataError, one_line
 from .files import FolderBusy, atomic_write, lock_folder, remove_stale_temps
 
@@ -62,7 +63,7 @@ def _lock(dest: pathlib.Path):
     try:
         return lock_folder(dest)
     except FolderBusy:
-        print(f"fastmlp: waiting for another fastmlp download into {dest}", file=sys.stderr, flush=True)
+        write_line(f"fastmlp: waiting for another fastmlp download into {dest}", sys.stderr)
         return lock_folder(dest, wait=True)
 
 
@@ -71,7 +72,7 @@ def _fetch_missing(name, dest, mirrors, checksums, timeout, deadline):
         final = dest / filename
         if final.exists():
             continue
-        print(f"fastmlp: downloading {name} {filename} to {dest}", file=sys.stderr, flush=True)
+        write_line(f"fastmlp: downloading {name} {filename} to {dest}", sys.stderr)
         reasons = []
         for base in mirrors:
             url = (base if base.endswith("/") else base + "/") + filename

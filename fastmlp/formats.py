@@ -12,11 +12,11 @@ import io
 import math
 import os
 import pathlib
-import warnings
 import zlib
 
 import numpy as np
 
+from .csvrows import read_rows
 from .errors import DataError, one_line
 from .files import atomic_write, open_regular
 
@@ -263,6 +263,9 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray]:
     in 0..255. Returns ``(x, y)`` with ``x`` uint8 of shape
     ``(n, n_pixel_columns)`` and ``y`` int64 of shape ``(n,)`` (labels as
     written, which must be non-negative integers).
+
+    Rows are parsed in blocks into the result (:mod:`fastmlp.csvrows`), so memory
+    peaks at about the arrays returned, whatever the file's size.
     """
     path = pathlib.Path(path)
     names = csv_header(path)
@@ -279,28 +282,20 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         with _open_csv(path) as f:
+            size = os.fstat(f.fileno()).st_size
             f.readline()
-            with warnings.catch_warnings():
-                # Header-only files are reported below in our own words.
-                warnings.simplefilter("ignore", UserWarning)
-                table = np.loadtxt(f, delimiter=",", dtype=np.int32, ndmin=2)
+            pixels, labels = read_rows(f, size, path, names, label_col, lambda: _diagnose_csv(path, names))
+    except DataError:
+        raise
     except (ValueError, OverflowError) as e:  # UnicodeDecodeError included
         _diagnose_csv(path, names)
         raise DataError(f"{path}: malformed CSV ({one_line(e)})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read CSV file ({one_line(e)})") from None
 
-    if table.shape[0] == 0:
+    if labels.shape[0] == 0:
         raise DataError(f"{path}: CSV file has a header but no data rows")
-    if table.shape[1] != len(names):
-        _diagnose_csv(path, names)
-        raise DataError(f"{path}: rows have {table.shape[1]} values but the header has {len(names)} columns")
-    labels = table[:, label_col]
-    pixels = np.delete(table, label_col, axis=1)
-    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0:
-        _diagnose_csv(path, names)
-        raise DataError(f"{path}: pixel values must be in 0..255 and labels non-negative")
-    return pixels.astype(np.uint8), labels.astype(np.int64)
+    return pixels, labels
 
 
 def _diagnose_csv(path: pathlib.Path, names: list[str]) -> None:

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import jsonlimits
 from .errors import ConfigError, DataError, one_line
 from .files import atomic_write, open_regular
+from .zipbudget import Budget, check_directory
 
 FORMAT = "fastmlp-model"
 VERSION = 1
@@ -50,8 +52,10 @@ def save(model, path, class_names=None):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-# A header that claims a longer meta string than this is refused unread.
-_MAX_META_BYTES = 16 << 20
+# A header that claims a longer meta string than this is refused unread (4 bytes a character).
+_MAX_META_BYTES = 4 * jsonlimits.MAX_CHARS
+# The largest layer a model file may declare (the memory check refuses far smaller ones).
+_MAX_LAYER = 2**31 - 1
 _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 # zipfile raises all of these for damaged, encrypted or unsupported members.
 _ZIP_ERRORS = (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
@@ -60,21 +64,29 @@ _ZIP_ERRORS = (OSError, EOFError, ValueError, RuntimeError, NotImplementedError,
 class NpzFile:
     """An ``.npz`` file read one member at a time, without pickle and with checks.
 
-    Only the members asked for are opened. Each member's ``.npy`` header is read
-    and checked (dtype, shape, size against what the zip entry holds) before its
-    array is allocated, so a crafted file cannot make fastmlp allocate more than
-    what it declares and the caller expects. Everything that is wrong is a
-    one-line :class:`DataError` naming the file and the member.
+    Only the members asked for are opened. Before anything is decompressed, the
+    zip directory's size and each member's declared sizes are checked, and what
+    the members read inflate to is counted against a budget a few times the
+    file's size on disk (:mod:`fastmlp.zipbudget`). Each member's ``.npy`` header
+    is then read and checked (dtype, shape, size against what the zip entry
+    holds) before its array is allocated, so a crafted file cannot make fastmlp
+    allocate more than what it declares and the caller expects. Everything that
+    is wrong is a one-line :class:`DataError` naming the file and the member.
     """
 
     def __init__(self, path, what="model file"):
         self.path, self.what = Path(path), what
         self._file = open_regular(self.path, what)
         try:
+            check_directory(self._file, self.path, what)
             self._zip = zipfile.ZipFile(self._file)
         except _ZIP_ERRORS as exc:
             self._file.close()
             raise DataError(f"{self.path}: not a readable .npz {what} ({one_line(exc)})") from None
+        except DataError:
+            self._file.close()
+            raise
+        self.budget = Budget(self.path, what, os.fstat(self._file.fileno()).st_size)
         self.names = {n[: -len(".npy")] for n in self._zip.namelist() if n.endswith(".npy")}
 
     def __enter__(self):
@@ -88,15 +100,33 @@ class NpzFile:
         return DataError(f"{self.path}: member {name!r} has {problem}; this is not a {self.what} fastmlp wrote")
 
     def _open(self, name):
-        try:
-            info = self._zip.getinfo(name + ".npy")
-        except KeyError:
-            raise DataError(f"{self.path}: not a fastmlp {self.what} (no member {name!r})") from None
+        info = self._info(name)
         if info.flag_bits & 0x1:
             raise self._fail(name, "encryption (fastmlp never encrypts)")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise self._fail(name, f"compression method {info.compress_type} (fastmlp reads stored or deflated members)")
+        self.budget.check_member(name, info)
         return info, self._zip.open(info)
+
+    def check_declared(self, expected, by):
+        """From the zip directory alone (nothing decompressed): each member of ``expected``
+        ({name: (shape, bytes)}) declares at least its bytes, and together they fit the
+        budget; ``by`` names what expects them ("the sizes [...]")."""
+        total = 0
+        for name, (shape, nbytes) in expected.items():
+            info = self._info(name)
+            self.budget.check_member(name, info)
+            if info.file_size < nbytes:
+                raise self._fail(name, f"{info.file_size:,} bytes where {by} need shape {shape} ({nbytes:,} bytes)")
+            total += info.file_size
+        if not self.budget.fits(total):
+            raise self.budget.refusal(self.budget.used + total, f"the {len(expected)} arrays {by} need")
+
+    def _info(self, name):
+        try:
+            return self._zip.getinfo(name + ".npy")
+        except KeyError:
+            raise DataError(f"{self.path}: not a fastmlp {self.what} (no member {name!r})") from None
 
     def header(self, name):
         """(shape, dtype) of member ``name``, from its header alone."""
@@ -130,6 +160,7 @@ class NpzFile:
             shape, dtype = out.shape, out.dtype
         info, member = self._open(name)
         with member:
+            self.budget.reserve(info.file_size, f"member {name!r}")
             got_shape, got_dtype, fortran, nbytes = self._read_header(name, info, member)
             if dtype is not None and got_dtype != np.dtype(dtype):
                 raise self._fail(name, f"dtype {got_dtype} where {np.dtype(dtype)} is expected")
@@ -137,7 +168,8 @@ class NpzFile:
                 raise self._fail(name, f"shape {got_shape} where {tuple(shape)} is expected")
             if max_bytes is not None and nbytes > max_bytes:
                 raise self._fail(name, f"{nbytes} bytes, more than the {max_bytes} allowed there")
-            arr = np.empty(got_shape[::-1] if fortran else got_shape, dtype=got_dtype)
+            direct = out is not None and not fortran and out.flags.c_contiguous
+            arr = out if direct else np.empty(got_shape[::-1] if fortran else got_shape, dtype=got_dtype)
             body = memoryview(arr.reshape(-1).view(np.uint8))
             try:
                 got = 0
@@ -149,7 +181,7 @@ class NpzFile:
             except _ZIP_ERRORS as exc:
                 raise self._fail(name, f"damaged data ({one_line(exc)})") from None
         arr = arr.T if fortran else arr
-        if out is None:
+        if out is None or direct:
             return arr
         out[...] = arr
         return out
@@ -160,7 +192,9 @@ class NpzFile:
         if text.dtype.kind != "U":
             raise self._fail("meta", f"dtype {text.dtype} where a string is expected")
         try:
-            meta = json.loads(str(text))
+            meta = jsonlimits.loads(str(text))
+        except jsonlimits.JSONLimitError as exc:
+            raise self._fail("meta", str(exc)) from None
         except ValueError as exc:
             raise self._fail("meta", f"malformed JSON ({one_line(exc)})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -190,10 +224,9 @@ def _check_meta(meta, path):
     """The fields of a model file's meta, type-checked: (sizes, activation, init, dtype, class_names, loss)."""
     from .model import check_sizes
 
-    try:
-        sizes = check_sizes(meta["sizes"]) if isinstance(meta.get("sizes"), list) else None
-    except ConfigError:
-        sizes = None
+    raw = meta.get("sizes")
+    ok = isinstance(raw, list) and all(jsonlimits.count(s, _MAX_LAYER, low=1) for s in raw)
+    sizes = check_sizes(raw) if ok and len(raw) >= 2 else None
     names = meta.get("class_names")
     bad = [key for key, ok in (
         ("sizes", sizes is not None),
@@ -215,11 +248,16 @@ def read_model(npz: NpzFile, device=None):
 
     meta = npz.meta()
     sizes, activation, init, dtype, class_names, loss = _check_meta(meta, npz.path)
+    shapes = {}
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        for name, shape in ((f"W{i}", (n_in, n_out)), (f"b{i}", (n_out,))):
-            found = npz.header(name)[0]
-            if found != shape:
-                raise npz._fail(name, f"shape {found} where the sizes {list(sizes)} need {shape}")
+        shapes[f"W{i}"], shapes[f"b{i}"] = (n_in, n_out), (n_out,)
+    itemsize = np.dtype(dtype).itemsize
+    npz.check_declared({name: (shape, math.prod(shape) * itemsize) for name, shape in shapes.items()},
+                       f"the sizes {list(sizes)}")
+    for name, shape in shapes.items():
+        found = npz.header(name)[0]
+        if found != shape:
+            raise npz._fail(name, f"shape {found} where the sizes {list(sizes)} need {shape}")
     if f"W{len(sizes) - 1}" in npz.names:
         raise npz._fail(f"W{len(sizes) - 1}", f"no place in a model of sizes {list(sizes)}")
     check_fits(sizes, dtype, 3, DataError, f"{npz.path} cannot be loaded here")
@@ -227,11 +265,14 @@ def read_model(npz: NpzFile, device=None):
         model = MLP(sizes, activation, init, dtype=dtype, device=device, loss=loss)
     except ConfigError as exc:
         raise DataError(f"{npz.path}: not a usable fastmlp model file ({exc})") from None
-    host = np.zeros(model.n_params, dtype=model.dtype)
+    # On the CPU the members are read straight into the model's parameters: no second copy.
+    on_host = isinstance(model.params, np.ndarray)
+    host = model.params if on_host else np.zeros(model.n_params, dtype=model.dtype)
     for i, layer in enumerate(model.views(host)):
         npz.read(f"W{i}", out=layer.W)
         npz.read(f"b{i}", out=layer.b)
-    model.set_flat_params(host)
+    if not on_host:
+        model.set_flat_params(host)
     model.class_names = class_names
     return model, meta
 
