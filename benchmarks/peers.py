@@ -41,6 +41,9 @@ def make_trainer(model, mode=None, **kwargs):
     """fastmlp.Trainer in one of GRAPH_MODES (None: the Trainer's default); Unavailable
     when this fastmlp's Trainer has no such option yet."""
     options = GRAPH_MODES[mode][1] if mode else {}
+    # the peers' recipe is plain mini-batch momentum SGD: none of the default preset's
+    # weight decay, warm-up and dropout (the Trainer's defaults) unless asked for
+    kwargs = {"weight_decay": 0.0, "warmup": 0.0, "dropout": 0.0, **kwargs}
     try:
         return fastmlp.Trainer(model, **kwargs, **options)
     except TypeError as exc:

@@ -105,7 +105,8 @@ def main(argv=None):
 
     ds = fastmlp.load_mnist(data_dir=args.data_dir, normalize=False)  # uint8, as the CLI trains on it
     model = MLP((784, 128, 64, 10), activation="relu", seed=0, device="cpu")
-    trainer = Trainer(model, optimizer="momentum", lr=0.05, momentum=0.9, batch_size=128, progress=False, log=None)
+    trainer = Trainer(model, optimizer="momentum", lr=0.05, momentum=0.9, batch_size=128, progress=False, log=None,
+                      weight_decay=0.0, warmup=0.0, dropout=0.0)
     X, y = trainer.prepare(ds.x_train, ds.y_train)
     trainer.train_epoch(X, y, 0.05)  # warm-up: compile, BLAS threads
 

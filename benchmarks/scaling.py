@@ -23,7 +23,8 @@ from . import common
 def throughput(device, ds, sizes, batch_size, n_rows, seed=0):
     """(samples/s, GFLOP/s) of one timed epoch over the first n_rows rows, after a warm-up epoch."""
     model = fastmlp.MLP(sizes, device=device, seed=seed)
-    trainer = fastmlp.Trainer(model, lr=0.01, batch_size=batch_size, schedule="constant", progress=False, log=None)
+    trainer = fastmlp.Trainer(model, lr=0.01, batch_size=batch_size, schedule="constant", progress=False, log=None,
+                              weight_decay=0.0, warmup=0.0, dropout=0.0)
     x, y = trainer.prepare(ds.x_train[:n_rows], ds.y_train[:n_rows])
     trainer.train_epoch(x, y, 0.01)
     t0 = time.perf_counter()

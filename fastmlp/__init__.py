@@ -2,6 +2,9 @@
 on the CPU (NumPy + Numba) or an NVIDIA GPU (CuPy + Numba CUDA), one code path.
 
     >>> import fastmlp
+    >>> result = fastmlp.run(fastmlp.TrainConfig(epochs=5))  # what 'fastmlp train --epochs 5' runs
+    >>> result.model, result.history, result.out
+
     >>> ds = fastmlp.load_mnist()
     >>> model = fastmlp.MLP((784, 128, 64, 10), device="cpu")
     >>> fastmlp.Trainer(model, lr=0.05).fit(ds.x_train, ds.y_train, epochs=5, X_test=ds.x_test, y_test=ds.y_test)
@@ -21,6 +24,7 @@ except ImportError:
         name=f"{__name__}.kernels") from None
 
 from .backend import Backend, get_backend
+from .config import TrainConfig
 from .data import Dataset, load_dataset, load_fashion_mnist, load_mnist
 from .errors import ConfigError, DataError, DeviceError, DivergenceError, FastMLPError
 from .gradcheck import gradcheck
@@ -41,6 +45,8 @@ __all__ = [
     "MLP",
     "MLPClassifier",
     "MLPRegressor",
+    "TrainConfig",
+    "TrainResult",
     "Trainer",
     "evaluate",
     "get_backend",
@@ -49,6 +55,8 @@ __all__ = [
     "load_dataset",
     "load_fashion_mnist",
     "load_mnist",
+    "resume",
+    "run",
     "save",
 ]
 
@@ -60,4 +68,8 @@ def __getattr__(name):
         from . import estimators  # ImportError naming the 'sklearn' extra if it is missing
 
         return getattr(estimators, name)
+    if name in ("run", "resume", "TrainResult"):
+        from . import training
+
+        return getattr(training, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,8 @@ removes).
 
 Reading checks everything before it is used: only the members a checkpoint
 needs are opened, each against the shape the model's sizes give, and the
-JSON's fields against their types; anything else is a one-line DataError.
+JSON's fields against their types and ranges (counters are whole numbers below
+2**53, see :mod:`fastmlp.jsonlimits`); anything else is a one-line DataError.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from .errors import DataError
 from .files import atomic_write
+from .jsonlimits import MAX_COUNT, count
 from .io import NpzFile, model_arrays, read_model
 
 NAME = "checkpoint.npz"
@@ -78,7 +80,7 @@ def load_checkpoint(path, device=None):
             if f"history.{key}" in npz.names:
                 history[key] = npz.read(f"history.{key}", shape=(ck["step_count"],), dtype=np.float64).tolist()
             elif _numbers(history.get(key)) and len(history[key]) == ck["step_count"]:
-                pass  # written before per-step values became arrays
+                pass  # per-step values as a JSON list in the meta: read as they are
             else:
                 raise DataError(f"{path}: malformed checkpoint (no {ck['step_count']} per-step values of {key!r})")
         opt_arrays = {
@@ -93,7 +95,13 @@ def _numbers(values):
 
 
 def _count(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return count(value, MAX_COUNT)
+
+
+def _counter(value):
+    """An optimiser counter: a whole number in 0..2**53 (it becomes a device int64), or
+    a finite number of at most that size."""
+    return _count(value) or isinstance(value, float) and math.isfinite(value) and abs(value) <= MAX_COUNT
 
 
 def _target(value):
@@ -109,7 +117,7 @@ def _check(ck, path):
     checks = {
         "optimizer": isinstance(ck.get("optimizer"), str),
         "optimizer_counters": isinstance(ck.get("optimizer_counters"), dict) and all(
-            isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in ck["optimizer_counters"].values()),
+            _counter(v) for v in ck["optimizer_counters"].values()),
         "epochs_done": _count(ck.get("epochs_done")),
         "step_count": _count(ck.get("step_count")),
         "settings": isinstance(ck.get("settings"), dict),
@@ -138,4 +146,9 @@ def restore(trainer, checkpoint, opt_arrays, path=NAME):
         raise DataError(f"{path}: its optimiser state does not fit this model (missing or malformed {exc})") from None
     trainer.epochs_done = checkpoint["epochs_done"]
     trainer.step_count = checkpoint["step_count"]
-    trainer.history.update(checkpoint["history"])
+    history = dict(checkpoint["history"])
+    if "lr" in history and "lr_end" not in history:
+        # 'lr' held the rate of each epoch's first step: not the lr_end this history keeps
+        history.pop("lr")
+        history["lr_end"] = [None] * checkpoint["epochs_done"]
+    trainer.history.update(history)

@@ -3,7 +3,7 @@
 While :func:`signals_raise` is active, the first of these signals raises
 :class:`Interrupted` in the main thread, and every later one is ignored, so the
 clean-up and the one-line report that follow cannot be interrupted in turn (a
-second Ctrl-C used to print a traceback). :func:`deferred` holds the signals
+second Ctrl-C never prints a traceback). :func:`deferred` holds the signals
 back while a checkpoint is written and recorded, so "the checkpoint on disk"
 and "the checkpoint we report" are always the same one.
 """

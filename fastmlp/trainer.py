@@ -17,8 +17,9 @@ import time
 import numpy as np
 
 from . import checks
+from .presets import DEFAULT as _DEFAULT
 from .backend import namespace_of
-from .errors import ConfigError, divergence_error
+from .errors import ConfigError, divergence_error, parameter_divergence_error
 from .model import input_scale
 from .optim import SGD, Adam, Optimizer, make_optimizer, make_schedule
 from .sparse import DeviceCSR
@@ -135,25 +136,30 @@ class Trainer:
     captured, else run it eagerly and say why in ``graph_info``), 'on' (capture
     or raise), 'off' (eager). graph_scope: 'step' (a graph per step) or 'epoch'
     (the whole epoch as one graph). Both are ignored on the CPU.
+
+    The defaults are the ``default`` preset's (:data:`fastmlp.presets.DEFAULT`), so
+    a Trainer left at its defaults trains as ``fastmlp train`` with no flags does:
+    momentum 0.9, lr 0.1 on a cosine schedule after one epoch of warm-up, weight
+    decay 2e-4, dropout 0.1, batches of 128, seed 0.
     """
 
     def __init__(
         self,
         model,
-        optimizer="momentum",
-        lr=0.05,
-        momentum=0.9,
-        weight_decay=0.0,
-        batch_size=128,
-        schedule="cosine",
-        seed=0,
+        optimizer=_DEFAULT["optimizer"],
+        lr=_DEFAULT["lr"],
+        momentum=_DEFAULT["momentum"],
+        weight_decay=_DEFAULT["weight_decay"],
+        batch_size=_DEFAULT["batch_size"],
+        schedule=_DEFAULT["schedule"],
+        seed=_DEFAULT["seed"],
         progress=True,
         log=print,
         cuda_graph="auto",
         graph_scope="step",
-        warmup=0.0,
-        dropout=0.0,
-        label_smoothing=0.0,
+        warmup=_DEFAULT["warmup"],
+        dropout=_DEFAULT["dropout"],
+        label_smoothing=_DEFAULT["label_smoothing"],
         target_accuracy=None,
         eval_every=None,
         track_weight_sq=False,
@@ -201,7 +207,7 @@ class Trainer:
             "val_loss": [],
             "epoch_time": [],
             "samples_per_s": [],
-            "lr": [],
+            "lr_end": [],
             "iter_loss": [],
             "steps_per_epoch": 0,
         }
@@ -247,7 +253,7 @@ class Trainer:
         return X, y
 
     def fit(self, X, y, epochs, X_test=None, y_test=None, X_val=None, y_val=None, permutations=None,
-            total_epochs=None, on_epoch=None):
+            total_epochs=None, on_epoch=None, validation_split=None):
         """Train for ``epochs`` more epochs; returns the history dict.
 
         X (n, d0) float, y (n,) int labels, host or device arrays (copied to the
@@ -256,15 +262,34 @@ class Trainer:
         parity tests between devices). The schedule spans ``total_epochs``
         (default: the epochs done so far plus these), so a resumed run follows
         the same learning rates as an uninterrupted one. ``on_epoch(trainer)`` is
-        called after every completed epoch (checkpoints).
+        called after every completed epoch (checkpoints); returning True stops training there.
+
+        ``validation_split`` (a fraction in (0, 1)) holds out that share of X, y as
+        the validation set instead of ``X_val, y_val``: the rows a seeded shuffle
+        (the trainer's ``seed``) puts first, as ``fastmlp train --val-split`` does
+        (:func:`fastmlp.config.split_validation`).
+
+        ``history['lr_end']`` holds the learning rate of each epoch's last step;
+        ``history['setup_time']`` the seconds from the call to the first step
+        (copying the data to the device, checks, ``compile_time``).
         """
+        t_setup = time.perf_counter()
         epochs = checks.integer("epochs", epochs, 1)
+        if validation_split is not None:
+            from .config import split_validation
+
+            if X_val is not None or y_val is not None:
+                raise ConfigError("give validation_split or X_val, y_val, not both")
+            fraction = checks.fraction("validation_split", validation_split)
+            if not fraction:
+                raise ConfigError("validation_split must be > 0 (leave it out for no validation set)")
+            X, y, X_val, y_val = split_validation(X, y, fraction, self.seed)
         if permutations is not None and len(permutations) != epochs:
             raise ConfigError(f"{len(permutations)} permutations given for {epochs} epochs; give one per epoch")
         with self.backend.activate():
-            return self._fit(X, y, epochs, X_test, y_test, X_val, y_val, permutations, total_epochs, on_epoch)
+            return self._fit(X, y, epochs, X_test, y_test, X_val, y_val, permutations, total_epochs, on_epoch, t_setup)
 
-    def _fit(self, X, y, epochs, X_test, y_test, X_val, y_val, permutations, total_epochs, on_epoch):
+    def _fit(self, X, y, epochs, X_test, y_test, X_val, y_val, permutations, total_epochs, on_epoch, t_setup):
         X, y = self.prepare(X, y)
         evals = {}
         for name, (Xe, ye) in {"test": (X_test, y_test), "val": (X_val, y_val)}.items():
@@ -279,11 +304,12 @@ class Trainer:
                                  warmup_steps=round(self.warmup * steps))
         watch = self._watch(evals)
         self.prepare_step(X, y)  # compile (timed as history['compile_time']) before the clock starts
+        self.backend.synchronize()
+        self.history["setup_time"] = time.perf_counter() - t_setup
         stop = watch.due if watch is not None and watch.every else None
         for i in range(int(epochs)):
             epoch = self.epochs_done + 1
-            lr_epoch = schedule(self.step_count)
-            bar = self._bar(steps, epoch)
+            bar = self._bar(steps, epoch, evals)
             self.backend.synchronize()
             t0 = time.perf_counter()
             eval_before = watch.eval_seconds if watch else 0.0
@@ -292,13 +318,13 @@ class Trainer:
             if bar is not None:
                 bar.close()
             rows = self._step.rows[: len(losses)]
-            self._record(epoch, losses, rows, elapsed, int(rows.sum()), lr_epoch, X, y, evals)
+            self._record(epoch, losses, rows, elapsed, int(rows.sum()), schedule(self.step_count - 1), X, y, evals)
             reached = watch is not None and watch.seen(self.step_count, self.history[watch.key][-1])
             if reached:
                 self._reached(watch)  # before on_epoch: a checkpoint then records it
-            if on_epoch is not None:
-                on_epoch(self)
-            if reached:
+            # on_epoch returning True (exactly) stops training after this epoch
+            stopped = on_epoch is not None and on_epoch(self) is True
+            if reached or stopped:
                 break
         return self.history
 
@@ -334,7 +360,9 @@ class Trainer:
         drawn on the device from (seed, epoch), so an epoch can be replayed without
         saving any RNG state; ``permutation`` (host indices) overrides it. Returns
         the mean loss of each step as a host float64 array, read back once, at the
-        end; a non-finite loss is a DivergenceError.
+        end; a non-finite loss is a DivergenceError, and so are parameters that are
+        not all finite after the epoch's last update (one reduction on the device,
+        read back with the losses; ``params_finite`` keeps the answer).
 
         Weighted rows (MLPClassifier's sample_weight): ``row_scale`` (n,), host or
         device, in batch order, multiplies the loss and gradient of the epoch's j-th
@@ -345,7 +373,7 @@ class Trainer:
         rates. ``stop(steps done in all)``, if given, is asked after every step but the
         last; True ends the epoch there (then only the steps run are returned and
         counted). ``allow_nonfinite``: return non-finite losses instead of raising
-        (scikit-learn's estimators train on and check the parameters at the end).
+        (scikit-learn's estimators train on and check ``params_finite`` themselves).
         """
         bk = self.backend
         with bk.activate():
@@ -360,11 +388,11 @@ class Trainer:
             if permutation is not None:
                 perm = bk.asarray(permutation, dtype=np.int64)
             else:
-                perm = bk.permutation(bk.rng(_epoch_seed(self.seed, epoch)), step.n)
+                perm = bk.shuffle(_epoch_seed(self.seed, epoch), step.n)  # no generator built: counter-based on a GPU
             rows = step.rows if step_rows is None else step_rows
             wds = [self.optimizer.decay(float(r)) for r in rows]
             step.start_epoch(perm, lrs, wds, self.optimizer.t, row_scale)
-            on_step = None if bar is None else (lambda: bar.update(1))
+            on_step = None if bar is None else _BarStep(bar, step, bk)
             ran = step.steps
             if stop is None:
                 step.run_epoch(on_step)
@@ -376,7 +404,9 @@ class Trainer:
                     if s + 1 < step.steps and stop(self.step_count + s + 1):
                         ran = s + 1
                         break
+            finite = self.model.finite_flag()  # queued after the last update, read with the losses
             losses = bk.to_host(step.step_loss)[:ran].astype(np.float64) / step.rows[:ran]  # the one sync of the epoch
+            self.params_finite = bool(finite)
             if step.weight_sq is not None:
                 self.epoch_weight_sq = bk.to_host(step.weight_sq).astype(np.float64)
         self.optimizer.t += ran
@@ -384,6 +414,8 @@ class Trainer:
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size and not allow_nonfinite:
             raise divergence_error(self, epoch, losses, bad[0], lrs[bad[0]])
+        if not self.params_finite and not allow_nonfinite:  # the last update diverged: no loss saw it
+            raise parameter_divergence_error(self, epoch, losses, lrs[ran - 1])
         self.epochs_done = epoch
         return losses
 
@@ -420,13 +452,19 @@ class Trainer:
                 self._step = step
             return step
 
-    def _bar(self, steps, epoch):
+    def _bar(self, steps, epoch, evals=()):
+        """The epoch's tqdm bar: steps done, and (see :class:`_BarStep`) the running
+        loss of the epoch and the accuracy measured after the one before."""
         if not self.progress:
             return None
         from tqdm.auto import tqdm
 
         # disable=None: tqdm turns itself off when stderr is not a terminal.
-        return tqdm(total=steps, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
+        bar = tqdm(total=steps, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
+        key = "val_acc" if "val" in evals else "train_acc"
+        if self.history[key]:
+            bar.last_accuracy = (key.replace("_acc", " acc"), self.history[key][-1])
+        return bar
 
     def _record(self, epoch, losses, rows, elapsed, n, lr, X, y, evals):
         h = self.history
@@ -436,7 +474,7 @@ class Trainer:
         h["iter_loss"].extend(losses.tolist())
         h["epoch_time"].append(elapsed)
         h["samples_per_s"].append(n / elapsed)
-        h["lr"].append(lr)
+        h["lr_end"].append(lr)
         h["train_acc"].append(evaluate(self.model, X, y)[1])
         test = evaluate(self.model, *evals["test"]) if "test" in evals else (None, None)
         val = evaluate(self.model, *evals["val"]) if "val" in evals else (None, None)
@@ -454,6 +492,34 @@ class Trainer:
             parts.append(f"test acc {100 * test[1]:.2f}%")
         parts += [f"{elapsed:.2f} s", f"{n / elapsed:,.0f} samples/s"]
         self.log("  ".join(parts))
+
+
+class _BarStep:
+    """``on_step`` for a progress bar: one step more, and about twice a second the
+    running mean loss of the epoch so far (read back from the device then, and only
+    then) with the accuracy of the epoch before (``bar.last_accuracy``)."""
+
+    EVERY_S = 0.5
+
+    def __init__(self, bar, step, backend):
+        self.bar, self.step, self.backend = bar, step, backend
+        self.done = 0
+        self.shown_at = time.monotonic()
+
+    def __call__(self):
+        self.done += 1
+        self.bar.update(1)
+        now = time.monotonic()
+        if now - self.shown_at < self.EVERY_S or getattr(self.bar, "disable", False):
+            return
+        self.shown_at = now
+        k = self.done
+        losses = self.backend.to_host(self.step.step_loss[:k]).astype(np.float64)
+        postfix = {"loss": f"{losses.sum() / self.step.rows[:k].sum():.4f}"}
+        if getattr(self.bar, "last_accuracy", None):
+            name, acc = self.bar.last_accuracy
+            postfix[f"{name} (last epoch)"] = f"{100 * acc:.2f}%"
+        self.bar.set_postfix(postfix, refresh=False)
 
 
 def evaluate(model, X, y, batch_size=8192):

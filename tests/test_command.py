@@ -72,7 +72,7 @@ def assert_every_default_once(parser):
         if flag is None or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
             continue
         text = entries[flag]
-        if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # a switch
             assert "default" not in text, text
             continue
         assert text.count("(default:") == 1, text

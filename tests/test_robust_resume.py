@@ -79,8 +79,8 @@ def test_flags_that_differ_from_the_run_are_an_error_naming_them(tmp_path, env, 
     out = _half_done(data, tmp_path / "run")
     before = (out / NAME).read_bytes()
     code, _, err = run_main(capsys, "--resume", out, "--epochs", "10", "--lr", "0.5", "--optimizer", "adam")
-    assert_one_line_error(code, err, "--optimizer adam, --lr 0.5, --epochs 10", "--optimizer momentum, --lr 0.1, --epochs 2",
-                          "keeps its settings")
+    assert_one_line_error(code, err, "--optimizer adam, --lr 0.5: ", "--optimizer momentum, --lr 0.1, and a resumed",
+                          "keeps its settings", "only --epochs may change")
     code, _, err = run_main(capsys, "--resume", out, "--out", tmp_path / "elsewhere")
     assert_one_line_error(code, err, "--out cannot be used with --resume")
     assert (out / NAME).read_bytes() == before
@@ -126,7 +126,7 @@ def _edit_checkpoint(out, change):
 def test_a_checkpoint_without_a_data_record_needs_data_dir(tmp_path, env, capsys):
     data = make_idx_dataset(tmp_path / "mine")
     out = _half_done(data, tmp_path / "run")
-    _edit_checkpoint(out, lambda ck: ck.update(data=None))  # as an older fastmlp wrote it
+    _edit_checkpoint(out, lambda ck: ck.update(data=None))  # a checkpoint without a data record
     code, _, err = run_main(capsys, "--resume", out)
     assert_one_line_error(code, err, "does not record where its data came from", "--data-dir")
     assert run_main(capsys, "--resume", out, "--data-dir", data, "--quiet")[0] == 0
@@ -168,7 +168,7 @@ def test_a_checkpoint_from_before_the_recipe_flags_resumes_as_the_classic_recipe
     data = make_idx_dataset(tmp_path / "mine")
     out = _half_done(data, tmp_path / "run")
     recipe = ("preset", "warmup", "dropout", "label_smoothing", "target_accuracy", "eval_every")
-    _edit_checkpoint(out, lambda ck: [ck["settings"].pop(key) for key in recipe])  # as an older fastmlp wrote it
+    _edit_checkpoint(out, lambda ck: [ck["settings"].pop(key) for key in recipe])  # a checkpoint without them
     code, stdout, err = run_main(capsys, "--resume", out)
     assert code == 0, err
     assert "preset classic:" in stdout

@@ -5,6 +5,10 @@ import pytest
 
 from fastmlp import MLP, ConfigError, DivergenceError, Trainer
 
+# Plain mini-batch training, without the default recipe's weight decay, warm-up and
+# dropout: what the hand-written references below compute.
+PLAIN = dict(weight_decay=0.0, warmup=0.0, dropout=0.0)
+
 
 def _blobs(n=300, d=20, k=4, seed=0):
     rng = np.random.default_rng(seed)
@@ -16,7 +20,7 @@ def _blobs(n=300, d=20, k=4, seed=0):
 def _train(seed=0, epochs=1, **kw):
     x, y = _blobs()
     model = MLP((20, 16, 4), seed=seed)
-    Trainer(model, batch_size=32, seed=seed, progress=False, log=None, **kw).fit(x, y, epochs)
+    Trainer(model, batch_size=32, seed=seed, progress=False, log=None, **{**PLAIN, **kw}).fit(x, y, epochs)
     return model
 
 
@@ -45,7 +49,7 @@ def test_fixed_batch_order_matches_a_hand_written_epoch():
     x, y = _blobs(n=70)
     perm = np.random.default_rng(3).permutation(70)
     model = MLP((20, 8, 4), seed=0, dtype="float64")
-    Trainer(model, optimizer="sgd", lr=0.1, batch_size=32, schedule="constant", progress=False, log=None).fit(
+    Trainer(model, optimizer="sgd", lr=0.1, batch_size=32, schedule="constant", progress=False, log=None, **PLAIN).fit(
         x, y, 1, permutations=[perm]
     )
     ref = MLP((20, 8, 4), seed=0, dtype="float64")
@@ -100,7 +104,7 @@ def test_row_scale_is_read_in_batch_order():
     results = []
     for rows, order, row_scale in ((np.arange(40), perm, scale), (kept, np.arange(37), None)):
         model = MLP((20, 8, 4), seed=0, dtype="float64")
-        trainer = Trainer(model, optimizer="sgd", batch_size=40, progress=False, log=None)
+        trainer = Trainer(model, optimizer="sgd", batch_size=40, progress=False, log=None, **PLAIN)
         X, Y = trainer.prepare(x[rows], y[rows])
         trainer.train_epoch(X, Y, 0.1, permutation=order, row_scale=row_scale)
         results.append(model.params.copy())
@@ -172,7 +176,8 @@ def test_bad_trainer_settings_are_clear_errors(kw, message):
 
 def test_numpy_scalars_are_accepted_wherever_python_numbers_are():
     x, y = _blobs(n=70)
-    kw = dict(optimizer="nesterov", lr=0.1, momentum=0.5, weight_decay=1e-3, batch_size=32, seed=3)
+    kw = dict(optimizer="nesterov", lr=0.1, momentum=0.5, weight_decay=1e-3, batch_size=32, seed=3, warmup=0.0,
+              dropout=0.0)
     results = []
     for convert in (lambda v: v, lambda v: np.float32(v) if isinstance(v, float) else np.int64(v)):
         model = MLP((np.int64(20), 8, 4), init="normal", init_std=convert(0.1), seed=convert(2), dtype="float64")
@@ -228,7 +233,7 @@ def test_repr_shows_the_settings():
     assert repr(trainer) == (
         "Trainer(MLP(sizes=(20, 16, 4), activation='relu', init='he', dtype=float32, device='cpu', "
         "loss='softmax'), optimizer='nesterov', lr=0.1, momentum=0.8, weight_decay=0.0002, batch_size=64, "
-        "schedule='step', seed=5, epochs_done=0)"
+        "schedule='step', seed=5, warmup=1.0, dropout=0.1, epochs_done=0)"
     )
     eager = Trainer(MLP((20, 4)), cuda_graph="off", graph_scope="epoch")
     assert "cuda_graph='off', graph_scope='epoch', epochs_done=0)" in repr(eager)
@@ -277,10 +282,16 @@ def test_changing_the_recipe_rebuilds_the_step():
 
 def test_warm_up_and_one_cycle_reach_the_trainer():
     x, y = _blobs()
+    from fastmlp.optim import make_schedule
+
     h = Trainer(MLP((20, 16, 4)), batch_size=32, lr=0.1, warmup=1, progress=False, log=None).fit(x, y, 3)
-    assert h["lr"] == pytest.approx([0.1 / 10, 0.1, 0.05])  # 10 steps of warm-up, then cosine over 20
+    # lr_end: the rate of each epoch's last step; 10 steps of warm-up end at the full rate, then cosine over 20
+    cosine = make_schedule("cosine", 0.1, 30, 10, warmup_steps=10)
+    assert h["lr_end"] == pytest.approx([0.1, cosine(19), cosine(29)]) and h["lr_end"][0] == 0.1
+    assert "lr" not in h
     h = Trainer(MLP((20, 16, 4)), batch_size=32, lr=0.1, schedule="onecycle", progress=False, log=None).fit(x, y, 2)
-    assert h["lr"][0] == pytest.approx(0.1 / 25)
+    # the default warm-up (one epoch) is onecycle's rising part: its peak is the first epoch's last step
+    assert h["lr_end"] == pytest.approx([0.1, make_schedule("onecycle", 0.1, 20, 10, warmup_steps=10)(19)])
 
 
 def test_target_accuracy_stops_mid_epoch_with_evaluation_off_the_clock():
