@@ -58,17 +58,18 @@ def gpu_count():
     return n
 
 
-def trial_task(folder, settings_argv, place_argv, gpu_per_worker=False, kill_marker=None):
+def trial_task(folder, settings, data_dir, device, gpu_per_worker=False, on_epoch=None):
     """What a worker runs for one trial: :func:`fastmlp.trial.run_trial`, on the embedded
-    GPU cluster with --device cuda:N for worker N (elsewhere each worker sees its own GPU
-    as 'cuda', as dask-cuda's workers arrange with CUDA_VISIBLE_DEVICES)."""
+    GPU cluster on device cuda:N for worker N (elsewhere each worker sees its own GPU
+    as 'cuda', as dask-cuda's workers arrange with CUDA_VISIBLE_DEVICES). ``on_epoch``: the
+    trial's per-epoch callback (a search's PruneReporter), or None."""
     from distributed import get_worker
 
     from .trial import run_trial
 
     if gpu_per_worker:
-        place_argv = [*place_argv, "--device", f"cuda:{get_worker().name}"]
-    return run_trial(folder, settings_argv, place_argv, kill_marker)
+        device = f"cuda:{get_worker().name}"
+    return run_trial(folder, settings, data_dir, device, on_epoch)
 
 
 @contextlib.contextmanager

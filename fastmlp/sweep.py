@@ -1,13 +1,19 @@
-"""``fastmlp sweep``: train many configurations with ``fastmlp train`` on Dask, keep the best.
+"""``fastmlp sweep``: train many configurations on Dask, keep the best.
 
-    fastmlp sweep --lr 0.01,0.05,0.1 --sizes 784,128,10 784,256,64,10 --optimizer momentum,adam --seed 0,1,2
+    fastmlp sweep --lr 0.01,0.05,0.1 --hidden 128 256,64 --optimizer momentum,adam --seed 0,1,2
+    fastmlp sweep --preset default,fast --epochs 5
 
-Every flag of ``train`` that decides the result takes several values: a list
-``a,b,c`` (for ``--sizes``, values separated by spaces), a range
+Every setting flag of ``fastmlp train`` (every field of
+:class:`~fastmlp.config.TrainConfig` that decides the result) takes several
+values: a list ``a,b,c`` (for ``--sizes`` and ``--hidden``, values separated by
+spaces), a range
 ``START:STOP:N`` (N evenly spaced values, both ends included) or
 ``START:STOP:logN`` (N log-spaced values). The trials are the grid of all
 combinations or, with ``--random N``, N samples of it; a range without a count
-is then sampled continuously (log-uniformly for ``START:STOP:log``).
+is then sampled continuously (log-uniformly for ``START:STOP:log``). A trial's
+settings are its ``--preset``'s (``default`` unless swept) with the values it
+was given; each trial is one :func:`fastmlp.run` call in a worker
+(:mod:`fastmlp.trial`).
 
 Trials are compared on validation accuracy: each trains on the rows that
 ``fastmlp train --val-split V --seed S`` trains on and is scored on the rows it
@@ -16,7 +22,7 @@ best trial only. The output folder holds:
 
 - ``results.csv``: one row per trial, appended the moment it finishes;
 - ``trials/<id>/``: what ``train`` writes (checkpoint.npz, model.npz,
-  metrics.json), its console output (train.log) and trial.json, with the
+  metrics.json), the lines it printed (train.log) and trial.json, with the
   ``fastmlp train`` command that repeats the trial;
 - ``data/``: the train/validation split of each seed, read by the trials;
 - ``sweep.png``: validation accuracy against training time, best trial marked;
@@ -33,6 +39,7 @@ import argparse
 import csv
 import datetime as _dt
 import hashlib
+import io
 import itertools
 import json
 import math
@@ -45,36 +52,42 @@ from pathlib import Path
 
 import numpy as np
 
-from . import train
+from . import config as cfg
 from .backend import parse_device
+from .console import write_line
 from .errors import ConfigError, FastMLPError
 from .io import atomic_write
 
 # Settings every trial shares (the data, how much of it validates, the checkpoint
 # cadence); every other setting of train can take several values.
 SHARED = ("dataset", "val_split", "checkpoint_every")
-# --preset only sets the defaults of other flags: a trial passes every varied
-# setting as a flag, so the preset would decide nothing (sweep those flags instead).
-NOT_SWEPT = ("preset",)
-VARIED = tuple(k for k in train.TRAINING_SETTINGS if k not in SHARED + NOT_SWEPT)
-# What decides a trial's result, and so its identity: a rerun finds its folder by these.
-IDENTITY = tuple(k for k in train.TRAINING_SETTINGS if k not in ("checkpoint_every", *NOT_SWEPT))
-RESULT_COLUMNS = ("trial", "status", "val_acc", "train_acc", "train_loss", "train_seconds", *IDENTITY, "device", "error")
+VARIED = tuple(k for k in cfg.SETTINGS if k not in SHARED)
+# What decides a trial's result, and so its identity: a rerun finds its folder by these
+# (its preset's values and its hidden sizes are in the others, resolved).
+IDENTITY = tuple(k for k in cfg.SETTINGS if k not in ("checkpoint_every", "preset", "hidden"))
+RESULT_COLUMNS = ("trial", "status", "val_acc", "epochs_done", "train_acc", "train_loss", "train_seconds",
+                  "startup_seconds", "compile_seconds", *IDENTITY, "device", "pruned_reason", "error", "study_trial",
+                  "finished_at", "preset", "hidden")
+SEARCHES = ("grid", "random", "tpe")  # = fastmlp.search.SEARCHES (that module imports Optuna's names lazily)
+PRUNERS = ("none", "median", "halving", "hyperband")
+LOCK_NOTE = ".sweep-lock"  # who holds the sweep folder (the lock itself is flock on the folder)
 DEFAULT_VAL_SPLIT = 0.1
 TABLE_ROWS = 20  # trials shown in the final table; results.csv has them all
 RANGE_HELP = "START:STOP:N or START:STOP:logN, e.g. 1e-3:1e-1:log5"
 EPILOG = """\
 Values: a list a,b,c (--sizes: values separated by spaces), or a range
 START:STOP:N (N evenly spaced values, both ends included) or START:STOP:logN
-(N log-spaced values). The trials are the grid of all combinations; with
---random N, N samples of it, where a range without a count (START:STOP or
-START:STOP:log) is sampled continuously.
+(N log-spaced values). The trials are the grid of all combinations. With
+--search random or tpe (Optuna), --trials N trials are drawn from the space,
+where a range without a count (START:STOP or START:STOP:log) is sampled
+continuously; --prune stops trials that fall behind the others early.
 
 Trials are compared on validation accuracy; the test set is evaluated for the
 best trial only. Running the same command on the same --out again skips the
 finished trials.
 
-Example: fastmlp sweep --lr 1e-3:1e-1:log5 --optimizer momentum,adam --seed 0,1 --epochs 10
+Examples: fastmlp sweep --lr 1e-3:1e-1:log5 --optimizer momentum,adam --seed 0,1 --epochs 10
+          fastmlp sweep --search tpe --prune median --trials 40 --lr 1e-3:1e-1:log --hidden 64 128 256
 """
 
 
@@ -94,8 +107,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _train_actions():
-    """train's argparse actions by setting name; the sweep's flags are made from them."""
-    return {a.dest: a for a in train.build_parser()._actions}
+    """The argparse actions of ``fastmlp train``'s setting flags (made from TrainConfig's
+    fields, as train makes them) by setting name; the sweep's flags are made from them."""
+    parser = argparse.ArgumentParser(add_help=False)
+    cfg.add_arguments(parser, cfg.FIELDS)
+    return {a.dest: a for a in parser._actions}
+
+
+def _count(text):
+    """A positive whole number (--random, --workers)."""
+    try:
+        return cfg.parse("batch_size", text)  # the same rule: an int > 0
+    except cfg.SettingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _number_kind(action):
@@ -120,24 +144,39 @@ def build_parser(prog="fastmlp sweep"):
     g = p.add_argument_group("trial settings (flags of fastmlp train; several values make several trials)")
     for dest in VARIED:
         a = actions[dest]
-        if dest == "sizes":
+        if dest in ("sizes", "hidden"):
             note = "several values separated by spaces"
         else:
             note = f"several values: a,b,c{' or a range START:STOP:N' if _number_kind(a) else ''}"
         g.add_argument(*a.option_strings, nargs="+", metavar="V", help=_help(a, a.default, note))
-    g.add_argument("--random", type=train._positive(int), metavar="N",
-                   help="train N samples of the grid instead of all of it (default: the whole grid)")
-    g.add_argument("--random-seed", type=int, default=0, metavar="S", help="seed of --random's samples (default: %(default)s)")
+    g = p.add_argument_group("which trials to run, and which to stop early (Optuna)")
+    g.add_argument("--search", choices=SEARCHES, default="grid",
+                   help="grid: every combination; random or tpe: --trials N trials drawn from the space by Optuna's "
+                        "random or TPE sampler (default: %(default)s)")
+    g.add_argument("--prune", choices=PRUNERS, default="none",
+                   help="stop a trial after an epoch when its validation accuracy falls behind: median (the median "
+                        "of the completed trials at that epoch), halving (successive halving) or hyperband "
+                        "(default: %(default)s)")
+    g.add_argument("--trials", type=_count, metavar="N",
+                   help="trials of --search random or tpe (with grid: at most N of its points) (default: the whole grid)")
+    g.add_argument("--random", type=_count, metavar="N",
+                   help="the older way: train N distinct samples of the grid, without Optuna (default: the whole grid)")
+    g.add_argument("--random-seed", type=int, default=0, metavar="S",
+                   help="seed of --random's samples and of --search's sampler (default: %(default)s)")
     g = p.add_argument_group("shared by every trial")
-    for dest in ("dataset", "data_dir", "no_download", "val_split", "checkpoint_every"):
+    for dest in ("dataset", "data_dir", "download", "val_split", "checkpoint_every"):
         a = actions[dest]
         default = DEFAULT_VAL_SPLIT if dest == "val_split" else a.default
-        kind = {"action": "store_true"} if a.nargs == 0 else {"type": a.type, "choices": a.choices, "metavar": a.metavar}
-        g.add_argument(*a.option_strings, default=default, help=_help(a, default), **kind)
+        if a.nargs == 0:  # a switch: --no-download
+            g.add_argument(*a.option_strings, dest=dest, action="store_false" if a.default else "store_true",
+                           help=_help(a, default))
+            continue
+        g.add_argument(*a.option_strings, default=default, help=_help(a, default), type=a.type, choices=a.choices,
+                       metavar=a.metavar)
     g = p.add_argument_group("where the trials run")
     g.add_argument("--device", choices=["cpu", "cuda"], default=None,
                    help="cpu, or cuda for one GPU per trial (default: $FASTMLP_DEVICE, else cpu)")
-    g.add_argument("--workers", type=train._positive(int), metavar="N",
+    g.add_argument("--workers", type=_count, metavar="N",
                    help="worker processes of the embedded cluster (default: one per core, or per GPU)")
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on the Dask cluster at ADDRESS, e.g. tcp://host:8786 (default: an embedded LocalCluster)")
@@ -217,7 +256,7 @@ def _range(action, text, sampling):
     if not digits:
         if not sampling:
             raise SpecError(f"{flag}: the range {text!r} has no count; the grid needs {RANGE_HELP} "
-                            "(or sample it continuously with --random N)")
+                            "(or sample it continuously with --search random or tpe --trials N)")
         return low, high, log
     n = int(digits)
     if n < 1:
@@ -229,7 +268,7 @@ def _range(action, text, sampling):
 def parse_axis(action, tokens, sampling):
     """The values the tokens given to one flag stand for."""
     flag = action.option_strings[0]
-    pieces = tokens if action.dest == "sizes" else [p for t in tokens for p in t.split(",")]
+    pieces = tokens if action.dest in ("sizes", "hidden") else [p for t in tokens for p in t.split(",")]
     pieces = [p.strip() for p in pieces if p.strip()]
     if not pieces:
         raise SpecError(f"{flag}: empty list; give one or more values, e.g. {flag} a,b")
@@ -249,10 +288,21 @@ def parse_axis(action, tokens, sampling):
     return axis
 
 
+def uses_optuna(args):
+    """Whether the sweep is an Optuna study (any --search but grid, or any --prune but none)."""
+    return args.search != "grid" or args.prune != "none" or args.trials is not None
+
+
 def parse_spec(args):
     """The axes the command line sweeps over (flags not given are left to train's defaults)."""
+    if args.random is not None and uses_optuna(args):
+        raise SpecError("--random N is the older way to sample the grid; with --search or --prune give --trials N "
+                        "instead (e.g. --search random --trials N)")
+    if args.search in ("random", "tpe") and args.trials is None:
+        raise SpecError(f"--search {args.search} needs --trials N, the number of trials to run")
     actions = _train_actions()
-    axes = [parse_axis(actions[d], getattr(args, d), args.random is not None)
+    sampling = args.random is not None or args.search in ("random", "tpe")
+    axes = [parse_axis(actions[d], getattr(args, d), sampling)
             for d in VARIED if getattr(args, d) is not None]
     if not args.val_split:
         raise SpecError("--val-split must be > 0: trials are compared on the validation set it holds out")
@@ -285,13 +335,15 @@ def configurations(axes, n_random=None, seed=0):
 @dataclass
 class Trial:
     id: str
-    settings: dict  # every setting in IDENTITY
+    settings: dict  # TrainConfig.record() of the trial's config: every setting, sizes resolved
 
     def flags(self, actions):
-        """The train flags of the varied settings, in train's order."""
+        """The train flags that give every setting of the trial, in train's order."""
         argv = []
         for dest in VARIED:
             value = self.settings[dest]
+            if dest == "hidden":
+                continue  # --sizes says it
             if value is not None:
                 argv += [actions[dest].option_strings[0], _format(value)]
         return argv
@@ -301,12 +353,21 @@ def _format(value):
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
-def make_trials(configs, shared, defaults):
+def trial_settings(values, shared, features, classes):
+    """The settings of the trial that ``values`` ({setting: value}, ``preset`` among
+    them or 'default') and ``shared`` give, on data with ``features`` and ``classes``:
+    TrainConfig's checks applied (a ConfigError naming the setting), sizes resolved."""
+    config = cfg.TrainConfig.from_preset(values.get("preset", "default"),
+                                         **{k: v for k, v in {**values, **shared}.items() if k != "preset"})
+    sizes = config.resolved_sizes(features, classes)
+    return {**config.record(), "sizes": list(sizes), "hidden": list(sizes[1:-1])}
+
+
+def make_trials(configs, shared, features, classes):
     """Trial objects (each configuration once), named by a hash of their settings."""
     trials = {}
     for config in configs:
-        settings = {**defaults, **config, **shared}
-        settings = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
+        settings = trial_settings(config, shared, features, classes)
         key = json.dumps({k: settings[k] for k in IDENTITY}, sort_keys=True)
         tid = hashlib.sha256(key.encode()).hexdigest()[:10]
         trials.setdefault(tid, Trial(tid, settings))
@@ -319,8 +380,24 @@ def make_trials(configs, shared, defaults):
 
 
 def append_row(path, row):
-    """Append one row to results.csv (header first if new), on disk before it returns."""
+    """Append one row to results.csv (header first if new), on disk before it returns.
+    A results.csv of an older fastmlp (other columns) is first rewritten with these columns."""
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+        if tuple(header or ()) != RESULT_COLUMNS:
+            with open(path, newline="") as f:
+                old = list(csv.DictReader(f))
+
+            def write(f):
+                text = io.StringIO(newline="")
+                writer = csv.DictWriter(text, RESULT_COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(old)
+                f.write(text.getvalue().encode())
+
+            atomic_write(path, write)
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, RESULT_COLUMNS, extrasaction="ignore")
         if new:
@@ -339,15 +416,22 @@ def read_rows(path):
 
 
 def trial_row(trial, folder, outcome):
-    """The results row of a trial from its metrics.json (or its failure)."""
+    """The results row of a trial from its metrics.json (or its failure).
+
+    outcome: ``{"status": "ok" | "pruned" | "failed", "error", "pruned_reason", "study_trial"}``."""
     row = {k: _format(v) if v is not None else "" for k, v in trial.settings.items()}
-    row.update(trial=trial.id, status=outcome["status"], error=outcome.get("error", ""))
-    if outcome["status"] == "ok":
+    row.update(trial=trial.id, status=outcome["status"], error=outcome.get("error") or "",
+               pruned_reason=outcome.get("pruned_reason") or "", study_trial=outcome.get("study_trial", ""),
+               finished_at=_dt.datetime.now().isoformat(timespec="seconds"))
+    if outcome["status"] in ("ok", "pruned") and (folder / "metrics.json").exists():
         m = json.loads((folder / "metrics.json").read_text())
         last = m["epochs"][-1]
+        times = m.get("times") or {}
         # the trial's "test" files are the sweep's validation split (see fastmlp.trial)
-        row.update(val_acc=m["test_accuracy"], train_acc=last["train_acc"], train_loss=last["train_loss"],
-                   train_seconds=m["train_seconds"], device=m["device"])
+        row.update(val_acc=m["test_accuracy"], epochs_done=len(m["epochs"]), train_acc=last["train_acc"],
+                   train_loss=last["train_loss"], train_seconds=m["train_seconds"],
+                   startup_seconds=times.get("startup_s", ""), compile_seconds=times.get("compile_s", ""),
+                   device=m["device"])
     return row
 
 
@@ -374,38 +458,155 @@ def main(argv=None, prog="fastmlp sweep"):
     except FastMLPError as exc:
         if args.debug:
             raise
-        print(f"fastmlp: error: {exc}", file=sys.stderr)
+        write_line(f"fastmlp: error: {exc}", sys.stderr)
         return 1
     except KeyboardInterrupt:  # before any trial started (while loading the data, say)
         print("fastmlp: interrupted", file=sys.stderr)
         return 130
 
 
-def run_sweep(args, axes, configs, argv, log=print):
-    """Run every trial not finished yet, then report; returns the exit status."""
-    from .data import load_dataset
+def run_sweep(args, axes, configs, argv, log=write_line):
+    """Run every trial not finished yet, then report; returns the exit status.
 
+    The sweep folder is locked (``flock`` on the folder) for the whole command: a
+    second sweep into it stops at once with one line."""
     device, _ = parse_device(args.device or os.environ.get("FASTMLP_DEVICE") or "cpu")
     out = Path(args.out or Path("sweeps") / f"{args.dataset}-{_dt.datetime.now():%Y%m%d-%H%M%S}").resolve()
     again = shlex.join(["fastmlp", "sweep", *argv, *([] if args.out else ["--out", str(out)])])
-    ds = load_dataset(args.dataset, data_dir=args.data_dir, normalize=False, flatten=False,
-                      download=not args.no_download)
-    if ds.name == "csv":
-        raise ConfigError(f"{ds.source} is a CSV data set; fastmlp sweep reads IDX data sets (mnist, fashion-mnist)")
-    features, classes = int(np.prod(ds.x_train.shape[1:])), len(ds.class_names)
-    actions = _train_actions()
-    defaults = {d: actions[d].default for d in VARIED} | {"sizes": (features, *train.DEFAULTS["hidden"], classes)}
-    trials = make_trials(configs, {"dataset": args.dataset, "val_split": args.val_split}, defaults)
+    lock = lock_sweep(out, log)
+    try:
+        meta = _read_meta(out)
+        _check_same_kind(out, meta, args)
+        data = SweepData(args, meta)
+        if uses_optuna(args):
+            return _run_study(args, axes, argv, again, device, out, data, log)
+        return _run_grid(args, axes, configs, again, device, out, data, log)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def lock_sweep(out, log=write_line):
+    """Make ``out`` and lock it for this sweep (an fd to close at the end), or say in one
+    line that another sweep runs in it. Returns None where the file system has no flock."""
+    from .files import FolderBusy, lock_folder
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"--out {out} exists and is not a folder; choose another --out") from None
+    except OSError as exc:
+        raise FastMLPError(f"cannot create the sweep folder {out}: {exc.strerror or exc}; pass a writable --out") from None
+    try:
+        fd = lock_folder(out)
+    except FolderBusy:
+        try:
+            who = (out / LOCK_NOTE).read_text().strip()
+        except OSError:
+            who = ""
+        raise ConfigError(f"{out} is in use by another fastmlp sweep{f' ({who})' if who else ''}; wait for it to "
+                          "finish (then run this command again: it continues where that one stopped), or choose "
+                          "another --out") from None
+    if fd is None:
+        log(f"fastmlp: cannot lock {out} (its file system has no flock); make sure no other sweep uses it")
+        return None
+    try:
+        note = f"pid {os.getpid()} on {os.uname().nodename}, since {_dt.datetime.now():%Y-%m-%d %H:%M:%S}"
+        atomic_write(out / LOCK_NOTE, lambda f: f.write(note.encode()))
+    except OSError:
+        pass  # only informative
+    return fd
+
+
+def _read_meta(out):
+    try:
+        meta = json.loads((out / "sweep.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _check_same_kind(out, meta, args):
+    """A sweep folder holds one kind of sweep: its --search and --prune stay."""
+    if not meta.get("trials") and not (out / "study.journal").exists():
+        return
+    search, prune = meta.get("search", "grid"), meta.get("prune", "none")
+    study = (out / "study.journal").exists()
+    if (search, prune) != (args.search, args.prune) or study != uses_optuna(args):
+        raise ConfigError(f"{out} holds a sweep run with --search {search} --prune {prune}; continue it with those "
+                          "flags, or choose another --out")
+
+
+class SweepData:
+    """The data set, loaded only when something needs it: the number of features and
+    classes are kept in sweep.json, and the splits in data/ are written once, so a
+    re-run with nothing left to train loads nothing."""
+
+    def __init__(self, args, meta):
+        self.args = args
+        known = meta.get("data") or {}
+        same = known.get("dataset") == args.dataset and known.get("val_split") == args.val_split
+        self.features = known.get("features") if same else None
+        self.classes = known.get("classes") if same else None
+        self._ds = None
+        if self.features is None or self.classes is None:
+            ds = self.ds
+            self.features, self.classes = int(np.prod(ds.x_train.shape[1:])), len(ds.class_names)
+
+    @property
+    def ds(self):
+        if self._ds is None:
+            from .data import load_dataset
+
+            ds = load_dataset(self.args.dataset, data_dir=self.args.data_dir, normalize=False, flatten=False,
+                              download=self.args.download)
+            if ds.name == "csv":
+                raise ConfigError(f"{ds.source} is a CSV data set; fastmlp sweep reads IDX data sets "
+                                  "(mnist, fashion-mnist)")
+            self._ds = ds
+        return self._ds
+
+    @property
+    def loaded(self):
+        return self._ds is not None
+
+    def record(self):
+        return {"dataset": self.args.dataset, "val_split": self.args.val_split, "features": self.features,
+                "classes": self.classes}
+
+    def split(self, out, seed):
+        """The folder of seed ``seed``'s train/validation split, written once per sweep folder."""
+        from .trial import IDX_FILES, split_folder, write_split
+
+        folder = split_folder(out / "data", self.args.dataset, self.args.val_split, seed)
+        if all((folder / name).exists() for name in IDX_FILES):
+            return str(folder)
+        return str(write_split(folder, self.ds.x_train, self.ds.y_train, self.args.val_split, seed))
+
+
+def _check_sizes(trials, args, data):
     for t in trials:
         sizes = t.settings["sizes"]
-        if sizes[0] != features or sizes[-1] != classes:
-            raise ConfigError(f"--sizes {_format(sizes)} does not fit {args.dataset}: start with its {features} "
-                              f"features and end with its {classes} classes")
+        if sizes[0] != data.features or sizes[-1] != data.classes:
+            raise ConfigError(f"--sizes {_format(sizes)} does not fit {args.dataset}: start with its {data.features} "
+                              f"features and end with its {data.classes} classes")
 
+
+def _write_meta(out, again, args, data, trials, extra=None):
+    info = {"command": again, "search": args.search, "prune": args.prune, "trials_asked": args.trials,
+            "seed": args.random_seed if (args.random is not None or uses_optuna(args)) else None,
+            "data": data.record(), **(extra or {}),
+            "trials": {t.id: t.settings for t in trials}}
+    atomic_write(out / "sweep.json", lambda f: f.write(json.dumps(info, indent=1, default=list).encode()))
+
+
+def _run_grid(args, axes, configs, again, device, out, data, log):
+    """The grid (or --random's samples of it), without Optuna."""
+    shared = {"dataset": args.dataset, "val_split": args.val_split, "checkpoint_every": args.checkpoint_every}
+    trials = make_trials(configs, shared, data.features, data.classes)
+    _check_sizes(trials, args, data)
     results = out / "results.csv"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "sweep.json", lambda f: f.write(json.dumps(
-        {"command": again, "trials": {t.id: t.settings for t in trials}}, indent=1).encode()))
+    _write_meta(out, again, args, data, trials)
     rows = read_rows(results)
     pending = []
     for t in trials:
@@ -420,42 +621,34 @@ def run_sweep(args, axes, configs, argv, log=print):
         f"{args.val_split:g}' does; the test set is evaluated for the best trial only")
     if pending:
         try:
-            _run_pending(args, device, out, ds, trials, pending, [a.dest for a in axes if a.varies], log)
+            _run_pending(args, device, out, data, trials, pending, [a.dest for a in axes if a.varies], log)
         except KeyboardInterrupt:
             done = sum((out / "trials" / t.id / "metrics.json").exists() for t in trials)
             log(f"interrupted: {done} of {len(trials)} trials finished (rows in {results}); continue with: {again}")
             print("fastmlp: interrupted", file=sys.stderr)
             return 130
-    return report(out, trials, axes, ds, log)
+    return report(out, trials, axes, data, log)
 
 
-def _run_pending(args, device, out, ds, trials, pending, varied, log):
+def _run_pending(args, device, out, data, trials, pending, varied, log):
     from distributed import as_completed
     from tqdm.auto import tqdm
 
     from .cluster import open_client, trial_task
-    from .trial import TEST_KILL_ENV, check_worker, split_folder, write_split
+    from .trial import check_worker
 
     actions = _train_actions()
-    place = {}
-    for seed in sorted({t.settings["seed"] for t in pending}):
-        folder = split_folder(out / "data", args.dataset, args.val_split, seed)
-        place[seed] = str(write_split(folder, ds.x_train, ds.y_train, args.val_split, seed))
+    place = {seed: data.split(out, seed) for seed in sorted({t.settings["seed"] for t in pending})}
     for t in pending:
         _write_trial_json(out / "trials" / t.id, t, args, actions)
-    shared = ["--dataset", args.dataset, "--val-split", "0", "--checkpoint-every", str(args.checkpoint_every)]
-    kill_marker = os.environ.get(TEST_KILL_ENV)
     with open_client(device, args.workers, args.scheduler, args.scheduler_file) as (client, where, gpu_per_worker):
         log(f"running {len(pending)} trial{'s' if len(pending) != 1 else ''} on {where}, device {device}")
         _check_workers(client, check_worker, out / "sweep.json")
         token = uuid.uuid4().hex[:8]  # keys unique to this run, even on a long-lived cluster
         futures, trial_of = [], {}
         for t in pending:
-            where_argv = ["--data-dir", place[t.settings["seed"]], "--no-download", "--no-plots", "--quiet"]
-            if not gpu_per_worker:
-                where_argv += ["--device", device]
-            fut = client.submit(trial_task, str(out / "trials" / t.id), [*shared, *t.flags(actions)], where_argv,
-                                gpu_per_worker, kill_marker, key=f"fastmlp-trial-{t.id}-{token}", pure=False)
+            fut = client.submit(trial_task, str(out / "trials" / t.id), t.settings, place[t.settings["seed"]],
+                                device, gpu_per_worker, key=f"fastmlp-trial-{t.id}-{token}", pure=False)
             futures.append(fut)
             trial_of[fut.key] = t
         with tqdm(total=len(trials), initial=len(trials) - len(pending), unit="trial", desc="sweep",
@@ -465,10 +658,185 @@ def _run_pending(args, device, out, ds, trials, pending, varied, log):
                 row = trial_row(t, out / "trials" / t.id, _outcome(fut))
                 append_row(out / "results.csv", row)
                 bar.update(1)
-                what = " ".join(f"{actions[d].option_strings[0][2:]}={row[d]}" for d in varied)
-                result = (f"val acc {100 * float(row['val_acc']):.2f}% in {float(row['train_seconds']):.1f} s"
-                          if row["status"] == "ok" else f"FAILED: {row['error']}")
-                bar.write(f"trial {t.id} {what}: {result}")
+                bar.write(f"trial {t.id} {_what(row, varied, actions)}: {_result_text(row)}")
+
+
+def _what(row, varied, actions):
+    return " ".join(f"{actions[d].option_strings[0][2:]}={row[d]}" for d in varied)
+
+
+def _result_text(row):
+    if row["status"] == "failed":
+        return f"FAILED: {row['error']}"
+    text = (f"val acc {100 * float(row['val_acc']):.2f}% in {float(row['train_seconds']):.1f} s"
+            + (f" (+ {float(row['startup_seconds']):.1f} s start-up)" if row.get("startup_seconds") not in (None, "")
+               else ""))
+    if row["status"] == "pruned":
+        text = f"pruned after epoch {row['epochs_done']}, {text}: {row['pruned_reason']}"
+    return text
+
+
+# --------------------------------------------------------------------------
+# Optuna: --search random/tpe, --prune
+# --------------------------------------------------------------------------
+
+
+def _pruner_epochs(axes):
+    """The most epochs a trial can have (the pruner's rungs are set from it)."""
+    by = {a.dest: a for a in axes}
+    if "epochs" in by:
+        a = by["epochs"]
+        return int(max(a.values) if a.low is None else a.high)
+    presets_ = by["preset"].values if "preset" in by else ["default"]
+    return max(cfg.TrainConfig.from_preset(p).epochs for p in presets_)
+
+
+def _run_study(args, axes, argv, again, device, out, data, log):
+    from . import search as S
+
+    S.require_optuna()
+    actions = _train_actions()
+    varied = [a for a in axes if a.varies]
+    fixed = {a.dest: a.values[0] for a in axes if not a.varies}
+    shared = {"dataset": args.dataset, "val_split": args.val_split, "checkpoint_every": args.checkpoint_every}
+    specs = [S.ParamSpec.from_axis(a, _number_kind(actions[a.dest])) for a in varied]
+    epochs = _pruner_epochs(axes)
+    pruner_options = S.pruner_defaults(args.prune, epochs)
+    try:
+        search = S.open_search(out, specs, search=args.search, pruner=args.prune, epochs=epochs,
+                               seed=args.random_seed, pruner_options=pruner_options)
+    except S.SpaceMismatch as exc:
+        raise ConfigError(str(exc)) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    before = len(search.trials())
+    if before:
+        # a sampler's random state is not in the journal: seeded as at the start, it would suggest the
+        # first run's points again (as repeats). Seed it from (seed, trials so far): new, and repeatable.
+        search.study.sampler = S.make_sampler(args.search, specs, seed=args.random_seed + 7919 * before)
+    recorded = search.study.user_attrs.get("fastmlp_fixed")
+    fixed_record = json.loads(json.dumps({**{k: _format(v) for k, v in fixed.items()}, **shared}))
+    if recorded is None:
+        search.study.set_user_attr("fastmlp_fixed", fixed_record)
+    elif recorded != fixed_record:
+        changed = sorted(k for k in {*recorded, *fixed_record} if recorded.get(k) != fixed_record.get(k))
+        raise ConfigError(f"{out} holds a study whose trials share other settings ({', '.join(changed)}: "
+                          f"{', '.join(f'{k}={recorded.get(k)}' for k in changed)}); give the same flags, or choose "
+                          "another --out")
+
+    cache = {}
+
+    def trial_of(params):
+        key = json.dumps(params, sort_keys=True, default=list)
+        if key not in cache:
+            (t,) = make_trials([{**fixed, **params}], shared, data.features, data.classes)
+            _check_sizes([t], args, data)
+            cache[key] = t
+        return cache[key]
+
+    grid_size = math.prod(len(s.choices) for s in specs) if args.search == "grid" else None
+    n_trials = args.trials if grid_size is None else min(args.trials or grid_size, grid_size)
+    results = out / "results.csv"
+    rows = read_rows(results)
+    known = {}
+    # trials told before whose rows were not written (the lead stopped in between): write them now
+    for ft in search.trials():
+        if ft.state.is_finished() and S.DUPLICATE_OF not in ft.user_attrs:
+            t = trial_of(search.params(ft))
+            known[t.id] = t
+            if rows.get(t.id, {}).get("study_trial") != str(ft.number):
+                append_row(results, _study_row(S, t, out, ft))
+    for _, params in search.unfinished():
+        t = trial_of(params)
+        known[t.id] = t
+    unfinished = search.unfinished()
+    left = max(0, n_trials - search.started())
+    if grid_size is not None:
+        left = min(left, search.grid_left())
+    _write_meta(out, again, args, data, known.values(), _study_meta(search, specs, fixed, n_trials, epochs,
+                                                                    pruner_options))
+    finished = sum(ft.state.is_finished() for ft in search.trials())
+    log(f"{args.search} search, {args.prune} pruning, {n_trials} trials in {out}: {finished} finished before, "
+        f"{len(unfinished)} to continue, {left} to start")
+    log(f"validation: {args.val_split:g} of the training set, held out as 'fastmlp train --val-split "
+        f"{args.val_split:g}' does; the test set is evaluated for the best trial only")
+    if unfinished or left:
+        try:
+            _run_study_trials(args, device, out, data, search, trial_of, known, n_trials, specs, fixed, epochs,
+                              pruner_options, again, varied, log)
+        except KeyboardInterrupt:
+            done = sum(ft.state.is_finished() for ft in search.trials())
+            log(f"interrupted: {done} of {n_trials} trials finished (rows in {results}); continue with: {again}")
+            print("fastmlp: interrupted", file=sys.stderr)
+            return 130
+    trials = []
+    for ft in search.trials():
+        if ft.state.is_finished() and S.DUPLICATE_OF not in ft.user_attrs:
+            trials.append(trial_of(search.params(ft)))
+    return report(out, list({t.id: t for t in trials}.values()), axes, data, log, search=search)
+
+
+def _study_meta(search, specs, fixed, n_trials, epochs, pruner_options):
+    return {"study": {"journal": search.path.name, "name": search.name, "trials": n_trials,
+                      "pruner_epochs": epochs, "pruner_options": pruner_options},
+            "space": [s.describe() for s in specs], "fixed": {k: _format(v) for k, v in fixed.items()}}
+
+
+def _study_row(S, trial, out, frozen):
+    """The results row of a trial told in the study."""
+    status = {"COMPLETE": "ok", "PRUNED": "pruned"}.get(frozen.state.name, "failed")
+    outcome = {"status": status, "error": frozen.user_attrs.get(S.ERROR, ""),
+               "pruned_reason": frozen.user_attrs.get(S.PRUNED_REASON, ""), "study_trial": frozen.number}
+    if status != "failed" and not (out / "trials" / trial.id / "metrics.json").exists():
+        outcome.update(status="failed", error=outcome["error"] or "its metrics.json is missing")
+    return trial_row(trial, out / "trials" / trial.id, outcome)
+
+
+def _run_study_trials(args, device, out, data, search, trial_of, known, n_trials, specs, fixed, epochs,
+                      pruner_options, again, varied, log):
+    from tqdm.auto import tqdm
+
+    from . import search as S
+    from .cluster import open_client, trial_task
+    from .trial import check_worker
+
+    actions = _train_actions()
+    varied = [a.dest for a in varied]
+    token = uuid.uuid4().hex[:8]
+    with open_client(device, args.workers, args.scheduler, args.scheduler_file) as (client, where, gpu_per_worker):
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        log(f"running on {where}, device {device}; at most {workers} trial{'s' if workers > 1 else ''} at a time")
+        _check_workers(client, check_worker, out / "sweep.json")
+        number_to_trial = {}
+
+        def submit(number, params, reporter):
+            t = trial_of(params)
+            number_to_trial[number] = t
+            if t.id not in known:
+                known[t.id] = t
+                _write_meta(out, again, args, data, known.values(),
+                            _study_meta(search, specs, fixed, n_trials, epochs, pruner_options))
+            _write_trial_json(out / "trials" / t.id, t, args, actions)
+            reporter = S.PruneReporter(str(search.path), search.name, number, pruner=args.prune,
+                                       epochs=t.settings["epochs"], pruner_options=pruner_options)
+            return client.submit(trial_task, str(out / "trials" / t.id), t.settings,
+                                 data.split(out, t.settings["seed"]), device, gpu_per_worker, reporter,
+                                 key=f"fastmlp-trial-{t.id}-{number}-{token}", pure=False)
+
+        done = sum(ft.state.is_finished() for ft in search.trials())
+        with tqdm(total=n_trials, initial=min(done, n_trials), unit="trial", desc="sweep", disable=None) as bar:
+            def on_result(frozen):
+                bar.update(1)
+                if S.DUPLICATE_OF in frozen.user_attrs:
+                    bar.write(f"trial #{frozen.number}: the settings of trial #{frozen.user_attrs[S.DUPLICATE_OF]}, "
+                              "not trained again")
+                    return
+                t = number_to_trial.get(frozen.number) or trial_of(search.params(frozen))
+                row = _study_row(S, t, out, frozen)
+                append_row(out / "results.csv", row)
+                bar.write(f"trial #{frozen.number} ({t.id}) {_what(row, varied, actions)}: {_result_text(row)}")
+
+            S.run_search(search, submit, n_trials=n_trials, max_in_flight=workers, on_result=on_result)
 
 
 def _outcome(future):
@@ -511,39 +879,81 @@ def _write_trial_json(folder, trial, args, actions):
 # --------------------------------------------------------------------------
 
 
-def report(out, trials, axes, ds, log=print):
+def report(out, trials, axes, data, log=print, search=None):
     rows = read_rows(out / "results.csv")
     rows = [rows[t.id] for t in trials if t.id in rows]
     ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: -float(r["val_acc"]))
-    failed = [r for r in rows if r["status"] != "ok"]
+    pruned = sorted((r for r in rows if r["status"] == "pruned"), key=lambda r: -float(r["val_acc"] or 0))
+    failed = [r for r in rows if r["status"] not in ("ok", "pruned")]
     actions = _train_actions()
     varied = [a.dest for a in axes if a.varies]
-    header = ["rank", "val acc", "train s", *(actions[d].option_strings[0][2:] for d in varied), "trial"]
-    table = [[str(i + 1), f"{100 * float(r['val_acc']):.2f}%", f"{float(r['train_seconds']):.1f}",
-              *(r[d] for d in varied), r["trial"]] for i, r in enumerate(ok[:TABLE_ROWS])]
-    table += [["-", "failed", "-", *(r[d] for d in varied), f"{r['trial']}: {r['error']}"] for r in failed[:TABLE_ROWS]]
+
+    def seconds(r, key):
+        return f"{float(r[key]):.1f}" if r.get(key) not in (None, "") else "-"
+
+    header = ["rank", "val acc", "epochs", "train s", "start-up s", *(actions[d].option_strings[0][2:] for d in varied),
+              "trial"]
+    table = [[str(i + 1), f"{100 * float(r['val_acc']):.2f}%", r.get("epochs_done") or "-", seconds(r, "train_seconds"),
+              seconds(r, "startup_seconds"), *(r.get(d) or "" for d in varied), r["trial"]]
+             for i, r in enumerate(ok[:TABLE_ROWS])]
+    table += [["-", f"{100 * float(r['val_acc']):.2f}%", r.get("epochs_done") or "-", seconds(r, "train_seconds"),
+               seconds(r, "startup_seconds"), *(r.get(d) or "" for d in varied),
+               f"{r['trial']}: pruned: {r['pruned_reason']}"] for r in pruned[:TABLE_ROWS]]
+    table += [["-", "failed", "-", "-", "-", *(r.get(d) or "" for d in varied), f"{r['trial']}: {r['error']}"]
+              for r in failed[:TABLE_ROWS]]
     widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     for row in [header, *table]:
-        log("  ".join(cell.rjust(w) if i < 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
-    if len(ok) > TABLE_ROWS or len(failed) > TABLE_ROWS:
-        log(f"(the best {TABLE_ROWS} and the first {TABLE_ROWS} failed trials shown; all {len(rows)} are in results.csv)")
+        log("  ".join(cell.rjust(w) if i < 5 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    if max(len(ok), len(pruned), len(failed)) > TABLE_ROWS:
+        log(f"(the best {TABLE_ROWS} completed, pruned and failed trials shown; all {len(rows)} are in results.csv)")
+    log("train s: the epochs' training steps; start-up s: loading the split, setting up and compiling the kernels "
+        "(the first trial on each worker compiles them), apart")
     if not ok:
         raise FastMLPError(f"all {len(failed)} trials failed; the first: {failed[0]['error']}" if failed
                            else "no trial finished")
     best = ok[0]
-    plot_sweep(ok, best, out / "sweep.png", title=f"{ds.name}: {len(ok)} trials")
+    plots = ["sweep.png"]
+    plot_sweep(ok, best, out / "sweep.png", title=f"{data.args.dataset}: {len(ok)} trials", pruned=pruned)
+    if search is not None:
+        from .search_report import write_plots
+
+        write_plots(search, out)
+        plots += ["best-so-far.png", "params.png"]
     model_file = out / "trials" / best["trial"] / "model.npz"
-    atomic_write(out / "best-model.npz", lambda f: f.write(model_file.read_bytes()))
-    test_acc = _test_accuracy(out / "best-model.npz", ds)
     info = {"trial": best["trial"], "settings": next(t.settings for t in trials if t.id == best["trial"]),
-            "val_acc": float(best["val_acc"]), "test_acc": test_acc, "train_seconds": float(best["train_seconds"]),
+            "val_acc": float(best["val_acc"]), "test_acc": None, "train_seconds": float(best["train_seconds"]),
             "test_note": "the test set was evaluated for this trial only; trials were compared on validation accuracy"}
+    before = _read_json(out / "best.json")
+    digest = _sha256(model_file)
+    if (before.get("trial") == best["trial"] and before.get("model_sha256") == digest
+            and isinstance(before.get("test_acc"), float) and (out / "best-model.npz").is_file()):
+        info["test_acc"] = before["test_acc"]  # the same best model as last time: no data to load
+    else:
+        atomic_write(out / "best-model.npz", lambda f: f.write(model_file.read_bytes()))
+        info["test_acc"] = _test_accuracy(out / "best-model.npz", data.ds)
+    info["model_sha256"] = digest
     atomic_write(out / "best.json", lambda f: f.write(json.dumps(info, indent=1).encode()))
+    test_acc = info["test_acc"]
     log(f"best: trial {best['trial']}, validation accuracy {100 * info['val_acc']:.2f}%; test accuracy "
         f"{100 * test_acc:.2f}% (the test set was evaluated for this trial only)")
-    log(f"wrote results.csv, sweep.png, best-model.npz and best.json to {out}"
-        + (f"; {len(failed)} trial(s) failed" if failed else ""))
+    counts = [f"{len(pruned)} trial(s) pruned" if pruned else "", f"{len(failed)} trial(s) failed" if failed else ""]
+    log(f"wrote results.csv, {', '.join(plots)}, best-model.npz and best.json to {out}"
+        + "".join(f"; {c}" for c in counts if c))
     return 0
+
+
+def _read_json(path):
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _sha256(path):
+    from .files import sha256_file
+
+    return sha256_file(path)
 
 
 def _test_accuracy(model_file, ds):
@@ -555,8 +965,9 @@ def _test_accuracy(model_file, ds):
     return float((load(model_file).predict(x) == ds.y_test).mean())
 
 
-def plot_sweep(rows, best, path, title):
-    """Validation accuracy against training time, one point per trial, the best one starred."""
+def plot_sweep(rows, best, path, title, pruned=()):
+    """Validation accuracy against training time, one point per trial, the best one starred
+    (pruned trials as crosses at their last validation accuracy); the legend below the axes."""
     from .plots import _new_figure, _save_atomic
 
     fig = _new_figure((6.4, 4.2))
@@ -564,11 +975,14 @@ def plot_sweep(rows, best, path, title):
     seconds = [float(r["train_seconds"]) for r in rows]
     acc = [100 * float(r["val_acc"]) for r in rows]
     ax.scatter(seconds, acc, s=22, color="#1f77b4", label="trial")
+    if pruned:
+        ax.scatter([float(r["train_seconds"]) for r in pruned], [100 * float(r["val_acc"]) for r in pruned], s=22,
+                   marker="x", color="#ff7f0e", label="pruned (when stopped)")
     ax.scatter([float(best["train_seconds"])], [100 * float(best["val_acc"])], marker="*", s=260, color="#d62728",
                zorder=3, label=f"best: {best['trial']} ({100 * float(best['val_acc']):.2f}%)")
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)  # inside, it covered points
     _save_atomic(fig, str(path))

@@ -1,44 +1,35 @@
 """One trial of a sweep: its data folder, and running it in a Dask worker.
 
-A trial is ``fastmlp train`` with the trial's flags, called in the worker's own
-process through :func:`fastmlp.train.main` (no shelling out). Its folder gets
-what ``train`` writes (checkpoint.npz, model.npz, metrics.json) plus
-``train.log``, the trainer's console output.
+A trial is one :func:`fastmlp.run` call with the trial's
+:class:`~fastmlp.config.TrainConfig`, in the worker's own process (no shelling
+out, no command line). Its folder gets what ``fastmlp train`` writes
+(checkpoint.npz, model.npz, metrics.json) plus ``train.log``, the lines the run
+prints. A trial whose folder already holds a checkpoint (its worker was killed)
+continues from it with :func:`fastmlp.training.resume`.
 
 The test set is never shown to a trial. The sweep splits the training set the
-way ``train --val-split V --seed S`` does (:func:`fastmlp.train.split_validation`)
+way ``train --val-split V --seed S`` does (:func:`fastmlp.config.split_validation`)
 and writes the two parts as an IDX folder whose test files are the validation
-part; the trial trains on that folder with ``--val-split 0``. So a trial trains
+part; the trial trains on that folder with ``val_split=0``. So a trial trains
 on exactly the rows ``fastmlp train --val-split V --seed S`` trains on, and what
 its metrics.json calls ``test_accuracy`` is that run's validation accuracy.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import json
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .checkpoint import NAME as CHECKPOINT
+from .config import TrainConfig, split_validation
 from .data import write_idx
-from .train import split_validation
+from .errors import FastMLPError, one_line
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-# Test hook, for tests/test_sweep.py only: when the sweep's environment sets it to a
-# file path, the first trial to start claims that file and kills its own worker
-# process (SIGKILL) once its first checkpoint is on disk, mid-trial.
-TEST_KILL_ENV = "FASTMLP_TEST_ONLY_KILL_WORKER"
-
-# contextlib.redirect_stdout swaps the process-wide sys.stdout, so a worker with
-# several threads runs its trials one at a time.
-_ONE_TRIAL_AT_A_TIME = threading.Lock()
 
 
 def split_folder(root, dataset, val_split, seed):
@@ -69,60 +60,96 @@ def check_worker(sweep_file):
     return __version__, os.path.isfile(sweep_file)
 
 
-def run_trial(folder, settings_argv, place_argv, kill_marker=None):
-    """Train one trial in ``folder`` with :func:`fastmlp.train.main`, in this process.
+def trial_config(settings, folder, data_dir, device=None):
+    """The TrainConfig of a trial: its ``settings`` (the sweep's record of them, see
+    :meth:`TrainConfig.record`), trained on the split in ``data_dir`` (so with no
+    validation split of its own) into ``folder``, quietly and without plots."""
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    return TrainConfig(**{**values, "val_split": 0.0}, data_dir=str(data_dir), download=False, device=device,
+                       out=str(folder), plots=False, quiet=True)
 
-    settings_argv: the training flags; place_argv: where the data is and the device,
-    also needed to resume. If an earlier attempt left a checkpoint (its worker was
-    killed), the trial continues from it with ``--resume``. Returns
-    ``{"status": "ok"}`` or ``{"status": "failed", "error": one line}``.
+
+def _wait_for_other_attempt(folder, log):
+    """Wait while another process holds the trial's folder: an attempt of this trial
+    that an interrupted sweep left running (on an existing cluster, a running task
+    finishes after its sweep has gone). Returns whether there was one to wait for."""
+    from .files import FolderBusy, lock_folder
+
+    try:
+        fd = lock_folder(folder)
+        waited = False
+    except FolderBusy:
+        log(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: another process is training this trial "
+            "(left running by an interrupted sweep); waiting for it to finish, then adopting its result")
+        fd = lock_folder(folder, wait=True)
+        waited = True
+    if fd is not None:
+        os.close(fd)
+    return waited
+
+
+def _outcome(folder):
+    """What a trial that has finished (or stopped early) in ``folder`` returns, from its metrics.json."""
+    m = json.loads((Path(folder) / "metrics.json").read_text())
+    stopped = m.get("stopped_early") or None
+    times = m.get("times") or {}
+    return {"status": "ok", "val_acc": m["test_accuracy"], "epochs_done": len(m["epochs"]),
+            "stopped_early": stopped["epoch"] if stopped else None, "train_seconds": m["train_seconds"],
+            "startup_seconds": times.get("startup_s"), "compile_seconds": times.get("compile_s")}
+
+
+def run_trial(folder, settings, data_dir, device=None, on_epoch=None):
+    """Train one trial in ``folder`` with :func:`fastmlp.run`, in this process.
+
+    settings: the trial's settings (:meth:`TrainConfig.record` of its config);
+    data_dir: its split (:func:`write_split`); device: where to train;
+    on_epoch: passed to :func:`fastmlp.run` (a sweep's pruner: called with each
+    epoch's validation accuracy, True stops the trial). If an earlier attempt
+    left a checkpoint (its worker was killed), the trial continues from it with
+    :func:`fastmlp.training.resume`. If another process is training it now (an
+    attempt an interrupted sweep left running), this waits for that one and
+    adopts its result instead of failing. A trial that was stopped early by its
+    ``on_epoch`` stays stopped: its result is returned as it is.
+
+    Returns ``{"status": "ok", "val_acc", "epochs_done", "stopped_early" (the epoch,
+    or None), "train_seconds", "startup_seconds", "compile_seconds"}`` or
+    ``{"status": "failed", "error": one line}``.
     """
-    from .train import main
+    from .training import resume, run
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if (folder / CHECKPOINT).exists():
-        argv = ["--resume", str(folder), *place_argv]
-    else:
-        argv = [*settings_argv, *place_argv, "--out", str(folder)]
-    stderr = io.StringIO()
-    with _ONE_TRIAL_AT_A_TIME, open(folder / "train.log", "a") as log:
-        log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: fastmlp train {' '.join(argv)}\n")
-        log.flush()
-        watcher = _test_only_killer(folder, kill_marker)
+    with open(folder / "train.log", "a") as log_file:
+        def log(text):
+            log_file.write(f"{text}\n")
+            log_file.flush()
+
         try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(stderr):
-                code = main(argv)
-        except SystemExit as exc:  # argparse rejected a flag
-            code = exc.code
-        finally:
-            if watcher is not None:
-                watcher.set()
-            log.write(stderr.getvalue())
-    if code == 0:
-        return {"status": "ok"}
-    lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
-    error = lines[-1].removeprefix("fastmlp: error: ") if lines else f"exit status {code}"
-    return {"status": "failed", "error": error}
-
-
-def _test_only_killer(folder, marker):
-    """The TEST_KILL_ENV hook: claim ``marker`` (once per sweep) and SIGKILL this worker
-    as soon as ``folder`` holds a checkpoint. Returns an Event that stops the watch."""
-    if not marker:
-        return None
-    try:
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    except FileExistsError:
-        return None
-    os.write(fd, folder.name.encode())
-    os.close(fd)
-    done = threading.Event()
-
-    def watch():
-        while not done.wait(0.001):
+            waited = _wait_for_other_attempt(folder, log)
+            stamp = f"== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}"
+            if (folder / "metrics.json").exists() and _finished(folder, settings):
+                log(f"{stamp}: finished {'by the attempt waited for' if waited else 'before'}; its result is adopted")
+                return _outcome(folder)
             if (folder / CHECKPOINT).exists():
-                os.kill(os.getpid(), signal.SIGKILL)
+                log(f"{stamp}: fastmlp.resume({str(folder)!r}), as 'fastmlp train --resume {folder}'")
+                resume(folder, data_dir=str(data_dir), device=device, plots=False, quiet=True, log=log, warn=log,
+                       on_epoch=on_epoch)
+            else:
+                config = trial_config(settings, folder, data_dir, device)
+                log(f"{stamp}: fastmlp.run({config!r})")
+                run(config, log=log, warn=log, on_epoch=on_epoch)
+            return _outcome(folder)
+        except (FastMLPError, MemoryError) as exc:
+            error = one_line(exc) or type(exc).__name__
+            log(f"fastmlp: error: {error}")
+            return {"status": "failed", "error": error}
 
-    threading.Thread(target=watch, daemon=True).start()
-    return done
+
+def _finished(folder, settings):
+    """Whether the run in ``folder`` is over: all its epochs, its target reached, or stopped early."""
+    try:
+        m = json.loads((Path(folder) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(len(m.get("epochs") or []) >= int(settings["epochs"]) or m.get("stopped_early")
+                or (m.get("target") or {}).get("reached"))

@@ -178,6 +178,19 @@ def test_sweep_benchmark(tiny, tmp_path):
     assert "overhead_per_trial_s" in r and "overhead_per_trial_without_cluster_start_s" in r
 
 
+def test_optuna_sweep_benchmark(tiny, tmp_path):
+    pytest.importorskip("distributed")
+    pytest.importorskip("optuna")
+    run("optuna_sweep", "--data-dir", tiny, "--sizes", "784,8,10", "784,16,10", "--lr", "0.05,0.2", "--epochs", 2,
+        "--batch-size", 32, "--val-split", 0.2, "--workers", 1, "--seeds", 0, "--label", "t", results=tmp_path)
+    r = json.loads((tmp_path / "optuna-sweep-t.json").read_text())
+    assert r["settings"]["grid_trials"] == 4 and r["grid"]["trials"] == 4 and r["grid"]["seconds"] > 0
+    (tpe,) = r["tpe"]
+    assert tpe["seed"] == 0 and tpe["seconds"] > 0 and sum(tpe["trials"].values()) + tpe["duplicates"] >= 4
+    assert tpe["reached"] == (tpe["seconds_to_target"] is not None)
+    assert r["summary"]["seeds"] == 1 and "machine" in r
+
+
 def test_blas_floor_times_the_products_of_each_batch(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
     from benchmarks import blas_floor

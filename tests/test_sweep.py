@@ -21,7 +21,6 @@ from test_command import assert_every_default_once
 
 import fastmlp
 from fastmlp import cli, sweep
-from fastmlp.trial import TEST_KILL_ENV
 
 pytest.importorskip("distributed", reason='fastmlp sweep needs Dask: pip install "fastmlp[sweep]"')
 from threadpoolctl import threadpool_limits  # noqa: E402 (scikit-learn's dependency, in [dev])
@@ -187,6 +186,27 @@ def test_four_trials_equal_four_train_runs_one_after_another(dask_cluster, tiny_
     assert len(splits) == 4 and all(f.stat().st_mode & 0o444 == 0o444 for f in splits)  # readable by any worker
 
 
+def test_a_sweep_over_hidden_and_preset_runs_each_trial_as_its_train_command(dask_cluster, tiny_dir, tmp_path,
+                                                                             capsys):
+    out = tmp_path / "sweep"
+    code, text = _sweep("--data-dir", tiny_dir, "--epochs", 1, "--batch-size", 32, "--val-split", "0.2",
+                        "--hidden", "16", "8,8", "--preset", "default,fast", "--scheduler", dask_cluster.scheduler_address,
+                        "--out", out, capsys=capsys)
+    assert code == 0, text
+    rows = _rows(out)
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert {(r["preset"], r["sizes"]) for r in rows} == {(p, s) for p in ("default", "fast")
+                                                        for s in ("784,16,10", "784,8,8,10")}
+    fast = fastmlp.presets.PRESETS["fast"]
+    for row in rows:  # what a trial was not given comes from its preset
+        assert float(row["lr"]) == fastmlp.presets.PRESETS[row["preset"]]["lr"]
+        assert row["epochs"] == "1" and row["batch_size"] == "32"
+    trial = next(r for r in rows if r["preset"] == "fast")["trial"]
+    assert float(next(r for r in rows if r["trial"] == trial)["warmup"]) == fast["warmup"]
+    reference = _train_like_the_trial(out / "trials" / trial, tmp_path / "again")
+    assert np.array_equal(_params(out / "trials" / trial / "model.npz"), _params(reference / "model.npz"))
+
+
 @pytest.fixture(scope="module")
 def slow_data(tmp_path_factory):
     # 10000 rows, 80 % of them in batches of 2: 4000 steps, about a second an epoch in a
@@ -194,13 +214,55 @@ def slow_data(tmp_path_factory):
     return make_idx_dataset(tmp_path_factory.mktemp("slow") / "d", n_train=10000, n_test=50)
 
 
-def test_a_killed_worker_does_not_lose_the_sweep(dask_cluster, slow_data, tmp_path, monkeypatch, capsys):
+def _kill_a_worker_mid_trial(client, out, marker):
+    """On every worker of ``client``'s cluster, a thread that watches the trial the worker
+    runs; the first to see that trial's first checkpoint in ``out`` claims ``marker``
+    (writing the trial's id into it) and SIGKILLs its own worker process. Returns the
+    file that stops the threads (they also stop once the marker is claimed)."""
+    stop = marker.with_name(marker.name + ".stop")
+
+    def arm(dask_worker):
+        import os
+        import signal
+        import threading
+        from pathlib import Path
+
+        def watch():
+            while not (os.path.exists(marker) or os.path.exists(stop)):
+                for ts in list(dask_worker.state.executing):
+                    key = str(ts.key)
+                    if not key.startswith("fastmlp-trial-"):
+                        continue
+                    trial = key.split("-")[2]
+                    if (Path(out) / "trials" / trial / "checkpoint.npz").exists():
+                        try:
+                            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                        except FileExistsError:
+                            return
+                        os.write(fd, trial.encode())
+                        os.close(fd)
+                        os.kill(os.getpid(), signal.SIGKILL)
+                threading.Event().wait(0.001)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    client.run(arm)
+    return stop
+
+
+def test_a_killed_worker_does_not_lose_the_sweep(dask_cluster, slow_data, tmp_path, capsys):
+    from distributed import Client
+
     marker = tmp_path / "killed"
-    monkeypatch.setenv(TEST_KILL_ENV, str(marker))
     out = tmp_path / "sweep"
-    code, text = _sweep("--data-dir", slow_data, "--sizes", "784,16,10", "--epochs", 2, "--batch-size", 2,
-                        "--val-split", "0.2", "--lr", "0.01,0.02,0.03",
-                        "--scheduler", dask_cluster.scheduler_address, "--out", out, capsys=capsys)
+    with Client(dask_cluster) as client:
+        stop = _kill_a_worker_mid_trial(client, out, marker)
+    try:
+        code, text = _sweep("--data-dir", slow_data, "--sizes", "784,16,10", "--epochs", 2, "--batch-size", 2,
+                            "--val-split", "0.2", "--lr", "0.01,0.02,0.03",
+                            "--scheduler", dask_cluster.scheduler_address, "--out", out, capsys=capsys)
+    finally:
+        stop.touch()
     assert code == 0, text
     rows = _rows(out)
     assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}, rows
@@ -259,3 +321,160 @@ def test_ctrl_c_stops_cleanly_and_the_printed_command_continues(slow_data, tmp_p
     code, text = _sweep(*shlex.split(again)[2:], capsys=capsys)  # the printed command, as it is
     assert code == 0 and f"{done} finished before, {6 - done} to run" in text
     assert len(_rows(out)) == 6 and {r["status"] for r in _rows(out)} == {"ok"}
+
+
+# ---------------------------------------------------------------- Optuna: search, pruning, reruns, the lock
+
+SEARCH = ["--sizes", "784,8,10", "--epochs", 3, "--batch-size", 32, "--val-split", "0.2", "--warmup", 0,
+          "--schedule", "constant", "--lr", "1e-5:1:log", "--search", "tpe", "--prune", "median", "--random-seed", 1]
+
+
+def _no_cluster_and_no_data(monkeypatch):
+    """Make starting a cluster or loading the data set fail: a re-run with nothing to do needs neither."""
+    import fastmlp.cluster
+    import fastmlp.data
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a re-run with nothing left to train started a cluster or loaded the data")
+
+    monkeypatch.setattr(fastmlp.cluster, "open_client", refuse)
+    monkeypatch.setattr(fastmlp.data, "load_dataset", refuse)
+
+
+def test_tpe_with_median_pruning_end_to_end_on_the_embedded_cluster(tiny_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "sweep"
+    # one worker: the trials run one after another, so TPE's suggestions (seeded) are the same every time
+    code, text = _sweep("--data-dir", tiny_dir, *SEARCH, "--trials", 10, "--workers", 1, "--out", out, capsys=capsys)
+    assert code == 0, text
+    rows = _rows(out)
+    assert {r["status"] for r in rows} <= {"ok", "pruned"} and len(rows) >= 6  # (a repeated point is trained once)
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert pruned, text  # lr down to 1e-5 falls far behind within an epoch or two
+    for r in pruned:
+        assert int(r["epochs_done"]) < 3 and r["pruned_reason"].startswith("median:")
+        metrics = json.loads((out / "trials" / r["trial"] / "metrics.json").read_text())
+        assert metrics["stopped_early"] == {"epoch": int(r["epochs_done"]), "by": "on_epoch"}
+        assert len(metrics["epochs"]) == int(r["epochs_done"])
+        assert f"{r['trial']}: pruned: median:" in text
+    for r in rows:  # start-up (loading, compiling) is kept apart from the training time
+        assert float(r["train_seconds"]) >= 0 and float(r["startup_seconds"]) > 0 and r["compile_seconds"] != ""
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert all(r["epochs_done"] == "3" for r in ok)
+    best = json.loads((out / "best.json").read_text())
+    assert best["val_acc"] == max(float(r["val_acc"]) for r in ok)
+    for name in ("sweep.png", "best-so-far.png", "params.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    info = json.loads((out / "sweep.json").read_text())
+    assert (info["search"], info["prune"], info["trials_asked"]) == ("tpe", "median", 10)
+    assert info["space"][0]["name"] == "lr" and set(info["trials"]) == {r["trial"] for r in rows}
+
+    # the same command again: nothing left, so no cluster and no data
+    _no_cluster_and_no_data(monkeypatch)
+    code, again = _sweep("--data-dir", tiny_dir, *SEARCH, "--trials", 10, "--workers", 1, "--out", out, capsys=capsys)
+    assert code == 0, again
+    assert "10 finished before, 0 to continue, 0 to start" in again and len(_rows(out)) == len(rows)
+    assert json.loads((out / "best.json").read_text())["test_acc"] == best["test_acc"]
+
+
+def test_a_rerun_continues_the_study(dask_cluster, tiny_dir, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    common = ["--data-dir", tiny_dir, *SEARCH, "--scheduler", dask_cluster.scheduler_address, "--out", out]
+    code, text = _sweep(*common, "--trials", 3, capsys=capsys)
+    assert code == 0 and "0 finished before, 0 to continue, 3 to start" in text, text
+    first = {r["study_trial"] for r in _rows(out)}
+    code, text = _sweep(*common, "--trials", 5, capsys=capsys)
+    assert code == 0 and "3 finished before, 0 to continue, 2 to start" in text, text
+    import optuna
+
+    from fastmlp.search import STUDY_NAME, open_storage
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out / "study.journal"))
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4] and all(t.state.is_finished() for t in study.trials)
+    numbers = {r["study_trial"] for r in _rows(out)}
+    assert first < numbers and numbers <= {"0", "1", "2", "3", "4"}
+
+    # another space, other shared settings, or another --search in the same folder: one line each
+    for change, needle in ((["--momentum", "0.5,0.9"], "holds a study of other settings"),
+                           (["--epochs", 2], "share other settings (epochs"),):
+        args = [a for a in common]
+        i = args.index("--epochs") if change[0] == "--epochs" else None
+        if i is not None:
+            args[i + 1] = change[1]
+            change = []
+        code, _ = _sweep(*args, *change, "--trials", 5, capsys=None)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1 and needle in err[0], err
+    code, _ = _sweep("--data-dir", tiny_dir, "--sizes", "784,8,10", "--epochs", 3, "--lr", "0.1,0.2", "--out", out)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "--search tpe --prune median" in err[0], err
+
+
+def test_a_grid_rerun_with_nothing_pending_starts_no_cluster_and_loads_no_data(dask_cluster, tiny_dir, tmp_path,
+                                                                              capsys, monkeypatch):
+    out = tmp_path / "sweep"
+    args = ["--data-dir", tiny_dir, *TINY, "--sizes", "784,16,10", "--lr", "0.05,0.1", "--out", out]
+    code, text = _sweep(*args, "--scheduler", dask_cluster.scheduler_address, capsys=capsys)
+    assert code == 0, text
+    splits = {p: p.stat().st_mtime_ns for p in (out / "data").rglob("*-ubyte")}
+    _no_cluster_and_no_data(monkeypatch)
+    code, text = _sweep(*args, capsys=capsys)
+    assert code == 0 and "2 finished before, 0 to run" in text and "best: trial" in text, text
+    assert {p: p.stat().st_mtime_ns for p in (out / "data").rglob("*-ubyte")} == splits  # written once
+
+
+def test_two_sweeps_into_one_folder_the_second_stops_with_one_line(tiny_dir, tmp_path, capsys):
+    from fastmlp.files import lock_folder
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    # another sweep holds the folder: what lock_sweep takes, held here by another process
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fastmlp.sweep import lock_sweep; "
+                               "from pathlib import Path; fd = lock_sweep(Path(sys.argv[1])); print('locked', "
+                               "flush=True); time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, _ = _sweep("--data-dir", tiny_dir, *TINY, "--lr", "0.05,0.1", "--out", out)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1, err
+        assert "is in use by another fastmlp sweep" in err[0] and f"pid {holder.pid}" in err[0], err
+        assert not (out / "results.csv").exists() and not (out / "trials").exists()  # it touched nothing
+    finally:
+        holder.kill()
+        holder.wait()
+    fd = lock_folder(out)  # given back when its process ended
+    os.close(fd)
+
+
+def test_a_trial_still_running_is_waited_for_and_adopted_not_failed(tiny_dir, tmp_path):
+    """What a re-run after Ctrl-C meets on an existing cluster: the trial's earlier attempt is still
+    training (it holds the trial's folder). The new attempt waits for it and takes its result."""
+    from fastmlp.files import lock_folder
+    from fastmlp.trial import run_trial, trial_config, write_split
+
+    ds = fastmlp.load_dataset("mnist", data_dir=tiny_dir, normalize=False, flatten=False)
+    split = write_split(tmp_path / "split", ds.x_train, ds.y_train, 0.2, 0)
+    settings = sweep.trial_settings({"sizes": (784, 8, 10), "epochs": 2, "batch_size": 32}, {"val_split": 0.2},
+                                    784, 10)
+    folder = tmp_path / "trial"
+    folder.mkdir()
+    held = lock_folder(folder)  # the earlier attempt, training
+    try:
+        import threading
+
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(run_trial(folder, settings, split)))
+        waiter.start()
+        time.sleep(1.0)
+        assert waiter.is_alive() and not (folder / "metrics.json").exists()  # waiting, not failed
+        # the earlier attempt finishes its run (here: the same training, written by this process)
+        config = trial_config(settings, tmp_path / "elsewhere", split)
+        fastmlp.run(config, log=lambda _: None)
+        for name in ("checkpoint.npz", "model.npz", "metrics.json"):
+            os.replace(tmp_path / "elsewhere" / name, folder / name)
+    finally:
+        os.close(held)
+    waiter.join(60)
+    assert result["status"] == "ok" and result["epochs_done"] == 2, result
+    log = (folder / "train.log").read_text()
+    assert "waiting for it to finish" in log and "adopted" in log and "fastmlp.run(" not in log, log
+    assert result["val_acc"] == json.loads((folder / "metrics.json").read_text())["test_accuracy"]
