@@ -1,4 +1,4 @@
-"""The library call behind ``fastmlp train``: :func:`train` a :class:`~fastmlp.config.TrainConfig`
+"""The library call behind ``fastmlp train``: :func:`run` a :class:`~fastmlp.config.TrainConfig`
 into an output folder, or :func:`resume` the run in one.
 
     >>> import fastmlp
@@ -64,7 +64,7 @@ EPOCH_COLUMNS = {
 
 @dataclass
 class TrainResult:
-    """What :func:`train` and :func:`resume` return.
+    """What :func:`run` and :func:`resume` return.
 
     model: the trained :class:`~fastmlp.MLP`; history: the Trainer's history
     (per-epoch lists, ``iter_loss``, ...); out: the output folder; config: the
@@ -110,7 +110,7 @@ def run(config=None, *, log=print, warn=None, on_epoch=None):
 
 def resume(folder, epochs=None, *, data_dir=None, device=None, allow_other_data=False, expect=None, log=print,
            warn=None, on_epoch=None, **options):
-    """Continue the run in ``folder`` (the output folder of :func:`train`) from its
+    """Continue the run in ``folder`` (the output folder of :func:`run`) from its
     last checkpoint, with the settings it recorded; returns a :class:`TrainResult`.
 
     ``epochs``: continue to that many epochs in all (default: the run's own); see
