@@ -13,11 +13,29 @@ from kernel_cases import CUDA_TEST_FILES
 from fastmlp.data import write_idx
 
 
+def pytest_configure(config):
+    # Under pytest -n auto there is one worker process per core: each keeps to one
+    # BLAS thread, so the workers do not fight over the cores (OpenBLAS threads that
+    # wait for a busy core slow down many times over). A hook, not module code:
+    # processes that import this file (Dask workers unpickling a test's function)
+    # keep their own defaults.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import signal
+
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
+        # xdist's workers ignore SIGINT (the controller handles Ctrl-C), and an ignored
+        # signal stays ignored in every process they start: the tests of Ctrl-C need
+        # Python's own handler, as in a terminal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def data_root():
     root = os.environ.get("FASTMLP_DATA_DIR")
     if not root:
-        pytest.skip("FASTMLP_DATA_DIR is not set: point it at the folder holding mnist/ (e.g. ../shared/data)")
+        pytest.skip("FASTMLP_DATA_DIR is not set: point it at the folder holding mnist/ and fashion-mnist/")
     return Path(root)
 
 
@@ -77,3 +95,11 @@ def pytest_terminal_summary(terminalreporter):
         for name, value in getattr(report, "user_properties", []):
             if name == "cuda_simulator":
                 terminalreporter.write_line(f"CUDA kernels under Numba's simulator: {value}")
+
+
+def pytest_collection_modifyitems(config, items):
+    # The simulator runs are the suite's longest tests (up to a minute each): started
+    # first, they overlap the rest under pytest -n auto instead of running on alone at
+    # the end. The sort is stable; the other tests keep their order.
+    slow_first = ("test_cuda_simulator.py", "test_robust_memory_bench.py")
+    items.sort(key=lambda item: not item.nodeid.split("::")[0].endswith(slow_first))

@@ -27,7 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 SET_UP_COMMANDS = (
     "pip install -e . && python -m fastmlp.train",
-    'pip install -e ".[dev]" && pytest',
+    'pip install -e ".[dev]" && pytest -n auto',
 )
 
 # What neither the README nor the documentation may contain, with why.
@@ -71,7 +71,7 @@ def test_the_readme_keeps_the_two_set_up_commands():
         assert f"\n{command}\n" in text, f"README.md lost the set-up command: {command}"
     # CI runs the README's test command
     ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pip install --quiet -e ".[dev' in ci and "\npytest" in ci
+    assert 'pip install --quiet -e ".[dev' in ci and "\npytest -n auto\n" in ci
     assert "mkdocs build --strict" in ci
 
 
