@@ -1,6 +1,6 @@
 """Epoch time of fastmlp beside NumPy, PyTorch and scikit-learn, per device.
 
-    python -m benchmarks.epoch --device cpu cuda --data-dir ../shared/data
+    python -m benchmarks.epoch --device cpu cuda --data-dir DATA_DIR
 
 Every system trains the same net (default 784-128-64-10 ReLU) with the same
 batch size and SGD with momentum 0.9 on the same MNIST arrays. Each gets one

@@ -586,8 +586,8 @@ def main(argv=None):
                "tools": ctx.tools, "steps": []}
     print(f"[gpu_check] {len(steps)} steps, budget {budget:.0f} s, results in {out}", flush=True)
     if not any((ctx.data_dir / d).exists() for d in ("mnist", "train-images-idx3-ubyte.gz", "train.csv")):
-        print(f"[gpu_check] no MNIST under {ctx.data_dir}: copy ../shared/data/mnist into .gpu-data/ and carry "
-              f"it (the data steps will fail)", flush=True)
+        print(f"[gpu_check] no MNIST under {ctx.data_dir}: pass --data-dir, a folder holding mnist/ "
+              f"(the data steps will fail)", flush=True)
     run_steps(steps, ctx, summary, args.bundle)
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     summary["seconds"] = round(time.monotonic() - started, 1)

@@ -13,7 +13,7 @@ the op's launches in one graph and times its replays between CUDA events.
 Beside them, the same product through cuBLAS (``torch.mm`` / ``torch.addmm``,
 captured in a PyTorch CUDA graph the same way), without the fused epilogue.
 
-What it is for: ``choose_split`` was written without a GPU. The table says
+What it is for: ``choose_split``'s factors have not been measured on a GPU. The table says
 which factor is fastest for each shape, how far the heuristic's choice is
 from it, and how far the kernels are from cuBLAS: the data to tune it with.
 The structure (``gemm_cases``, ``split_candidates``, ``gemm_table``) is plain

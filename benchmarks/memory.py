@@ -1,6 +1,6 @@
 """Peak memory (RSS) of the default MNIST run, of loading MNIST, and of loading hostile files.
 
-    python -m benchmarks.memory --data-dir ../shared/data --label cpu-2core
+    python -m benchmarks.memory --data-dir DATA_DIR --label cpu-2core
 
 Each case runs in a child process of its own, which reports its peak resident
 set size at the end: ``VmHWM`` in ``/proc/self/status``, the high-water mark of

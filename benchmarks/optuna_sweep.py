@@ -1,6 +1,6 @@
 """TPE with pruning against the full grid: how soon it finds the grid's best.
 
-    python -m benchmarks.optuna_sweep --data-dir ../shared/data --label cpu-2core
+    python -m benchmarks.optuna_sweep --data-dir DATA_DIR --label cpu-2core
 
 One space (``--sizes`` x ``--lr``, each trial ``--epochs`` epochs on MNIST with
 a ``--val-split`` validation split) is swept on the same embedded Dask cluster

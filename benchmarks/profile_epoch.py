@@ -1,6 +1,6 @@
 """Where a CPU training epoch spends its time.
 
-    python -m benchmarks.profile_epoch --data-dir ../shared/data [--label cpu-2core]
+    python -m benchmarks.profile_epoch --data-dir DATA_DIR [--label cpu-2core]
 
 Trains the default net (784-128-64-10 ReLU, batch 128, SGD momentum 0.9) on
 MNIST with fastmlp's own Trainer.train_epoch, under cProfile, and groups the

@@ -1,7 +1,7 @@
 """Test accuracy and training time of training recipes, over seeds: how the presets were chosen.
 
     python -m benchmarks.recipes --preset fast --dataset mnist --seeds 0 1 2 \\
-        --try "" "lr=0.3 batch_size=256" --label fast-cpu-2core --data-dir ../shared/data
+        --try "" "lr=0.3 batch_size=256" --label fast-cpu-2core --data-dir DATA_DIR
 
 Each recipe is a preset of fastmlp/presets.py with the values of one ``--try``
 changed (flag names with underscores). Every recipe trains once per seed and

@@ -1,6 +1,6 @@
 """How fastmlp's throughput grows with batch size and hidden width, per device.
 
-    python -m benchmarks.scaling --device cpu cuda --data-dir ../shared/data
+    python -m benchmarks.scaling --device cpu cuda --data-dir DATA_DIR
 
 Batch sweep: the default net (784-128-64-10) at batch 32 ... 4096, one timed
 epoch after a warm-up epoch. Width sweep: 784-W-W-10 for W = 128 ... 4096 at

@@ -1,6 +1,6 @@
 """Trials per minute of ``fastmlp sweep`` with 1 and 2 workers, against the same trainings as plain ``train`` runs.
 
-    python -m benchmarks.sweep --data-dir ../shared/data --label cpu-2core
+    python -m benchmarks.sweep --data-dir DATA_DIR --label cpu-2core
 
 One grid of trials (``--sizes`` x ``--lr`` x ``--seeds`` seeds, each ``--epochs``
 epochs with a ``--val-split`` validation split) is trained three ways:

@@ -1,6 +1,6 @@
 """Seconds of training until a test accuracy is reached: fastmlp's presets, and one recipe on every system.
 
-    python -m benchmarks.time_to_accuracy --device cpu --data-dir ../shared/data
+    python -m benchmarks.time_to_accuracy --device cpu --data-dir DATA_DIR
 
 Two sets of rows, from one run (the clock counts training only; the one-time
 compile is reported apart, and every evaluation is outside the clock):

@@ -381,7 +381,7 @@ def make_trials(configs, shared, features, classes):
 
 def append_row(path, row):
     """Append one row to results.csv (header first if new), on disk before it returns.
-    A results.csv of an older fastmlp (other columns) is first rewritten with these columns."""
+    A results.csv whose header has other columns is first rewritten with these columns."""
     new = not path.exists() or path.stat().st_size == 0
     if not new:
         with open(path, newline="") as f:
