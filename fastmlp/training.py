@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ def resume(folder, epochs=None, *, data_dir=None, device=None, allow_other_data=
 
 def _run(config, request, expect, resuming, log, warn, on_epoch=None):
     from .backend import get_backend
-    from .runfolder import RunFolder
+    from .runfolder import ASIDE, RunFolder
 
     t_start = time.perf_counter()
     device = request.placement["device"] if resuming else config.device
@@ -155,6 +156,8 @@ def _run(config, request, expect, resuming, log, warn, on_epoch=None):
     except Interrupted as stop:
         if state.saved is None:
             where = "no checkpoint was written, so there is nothing to resume"
+            if folder is not None and os.path.lexists(folder.path / ASIDE):
+                where += f"; the earlier run --overwrite set aside goes back into {folder.path}"
         else:
             import shlex
 

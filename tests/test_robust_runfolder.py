@@ -254,7 +254,9 @@ def test_a_failed_overwrite_leaves_the_old_run_as_it_was(old_run, tiny_dir, tmp_
     if failure.startswith("ctrl-c"):
         every = ["--checkpoint-every", "0"] if failure == "ctrl-c-no-checkpoints" else []
         code, _ = interrupted_run(*args, *every, at="epoch   2" if every else "epoch   1")
-        assert code == 130 and "no checkpoint was written" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert code == 130 and "no checkpoint was written" in err
+        assert f"the earlier run --overwrite set aside goes back into {out}" in err
     else:
         code, _, err = run_main(capsys, *args)
         assert_one_line_error(code, err)
