@@ -23,8 +23,7 @@ from sklearn.neural_network import MLPClassifier as SkMLPClassifier  # noqa: E40
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from fastmlp import MLPClassifier  # noqa: E402
-
-RTOL = 1e-9
+from parity_helpers import RTOL, assert_same  # noqa: E402
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,18 +48,6 @@ def _dataset(name):
 def dataset(name):
     X, y = _dataset(name)
     return X.copy(), y.copy()
-
-
-def _max_rel(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, f"shapes {a.shape} != {b.shape}"
-    diff = np.abs(a - b)
-    return float(np.max(diff / np.maximum(np.abs(b), np.finfo(np.float64).tiny))) if diff.size else 0.0
-
-
-def assert_same(ours, theirs, what):
-    err = _max_rel(ours, theirs)
-    assert err <= RTOL, f"{what}: max relative difference {err:.3g} > {RTOL:g}"
 
 
 def _fit(cls, X, y, params, **fit_kw):

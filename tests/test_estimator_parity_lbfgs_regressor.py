@@ -9,7 +9,7 @@ for squared error), the data are float64 and fastmlp's ``dtype`` is left at its
 default, so these tests also check the default dtype rule; the last test checks
 it directly for float32, float64 and integer input.
 
-Every fitted number must agree to 1e-9 relative (``_max_rel`` says where it does
+Every fitted number must agree to 1e-9 relative (``parity_helpers.max_rel`` says where it does
 not), ``n_iter_`` and ``t_`` exactly, and fastmlp must raise a ConvergenceWarning
 exactly where scikit-learn does.
 
@@ -43,8 +43,7 @@ from sklearn.neural_network import MLPRegressor as SkMLPRegressor  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
-
-RTOL = 1e-9
+from parity_helpers import assert_same  # noqa: E402
 
 
 def _standardised(y):
@@ -97,29 +96,6 @@ def _dataset(name):
 def dataset(name):
     X, y = _dataset(name)
     return X.copy(), y.copy()
-
-
-def _max_rel(a, b):
-    """(largest relative difference of a from b, the index where it is); 0 where they are equal."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, f"shapes {a.shape} != {b.shape}"
-    if not a.size:
-        return 0.0, None
-    a, b = np.atleast_1d(a), np.atleast_1d(b)
-    with np.errstate(invalid="ignore"):
-        rel = np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)
-    rel[(a == b) | (np.isnan(a) & np.isnan(b))] = 0.0
-    rel[np.isnan(rel)] = np.inf  # a NaN on one side only
-    where = tuple(int(i) for i in np.unravel_index(np.argmax(rel), rel.shape))
-    return float(rel[where]), where
-
-
-def assert_same(ours, theirs, what):
-    err, where = _max_rel(ours, theirs)
-    if err > RTOL:
-        a, b = np.atleast_1d(np.asarray(ours, dtype=np.float64)), np.atleast_1d(np.asarray(theirs, dtype=np.float64))
-        raise AssertionError(f"{what}: max relative difference {err:.3g} > {RTOL:g} at index {where} "
-                             f"of shape {b.shape}: fastmlp {float(a[where])!r}, scikit-learn {float(b[where])!r}")
 
 
 def _fit(cls, X, y, params, **fit_kw):
