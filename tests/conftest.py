@@ -8,27 +8,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kernel_cases import CUDA_TEST_FILES
+from kernel_cases import CUDA_TEST_FILES, simulator_on_one_core
 
 from fastmlp.data import write_idx
 
 
 def pytest_configure(config):
     # Under pytest -n auto there is one worker process per core: each keeps to one
-    # BLAS thread, so the workers do not fight over the cores (OpenBLAS threads that
-    # wait for a busy core slow down many times over). A hook, not module code:
-    # processes that import this file (Dask workers unpickling a test's function)
-    # keep their own defaults.
+    # BLAS and one OpenMP thread, so the workers do not fight over the cores (OpenBLAS
+    # and OpenMP threads that wait for a busy core slow down many times over). NumPy's
+    # OpenBLAS is loaded already; SciPy's and scikit-learn's OpenMP load later and
+    # read the variables then, as do the processes the tests start. A hook, not module
+    # code: processes that import this file (Dask workers unpickling a test's
+    # function) keep their own defaults.
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import signal
 
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(1, user_api="blas")
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = "1"
+        threadpool_limits(1)
         # xdist's workers ignore SIGINT (the controller handles Ctrl-C), and an ignored
         # signal stays ignored in every process they start: the tests of Ctrl-C need
         # Python's own handler, as in a terminal
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        simulator_on_one_core()
 
 
 @pytest.fixture(scope="session")

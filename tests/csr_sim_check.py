@@ -106,5 +106,9 @@ def run_checks():
 
 
 if __name__ == "__main__":
+    if config.ENABLE_CUDASIM:
+        from kernel_cases import simulator_on_one_core
+
+        simulator_on_one_core()
     where = "Numba's CUDA simulator" if config.ENABLE_CUDASIM else "the GPU"
     print(f"gather_csr: {run_checks()} cases passed on {where}")

@@ -4,12 +4,33 @@ Both devices' kernels are checked against the same plain-NumPy references in
 ``fastmlp.kernels``; a mismatch reports the first few indices, not just "not close".
 """
 
+import os
+
 import numpy as np
 
 # The CUDA kernel test files. Without a GPU, conftest.py leaves them out of the
 # main run, and test_cuda_simulator.py runs them in a child process under
 # Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM must be set before Numba loads).
 CUDA_TEST_FILES = ("test_kernels_cuda.py", "test_kernels_linear_cuda.py", "test_step_cuda.py")
+
+
+
+def simulator_on_one_core():
+    """Keep this process (and the threads it starts later) on one core.
+
+    The simulator runs each GPU thread of a block as a Python thread, and they hand
+    the GIL to each other at every barrier. Spread over several cores, each handover
+    waits for the OS to wake a thread on another core, one the other test worker may
+    keep busy; on one core the simulator runs two to three times faster. xdist
+    worker gwN takes the N-th core, so two simulator runs side by side do not share
+    one."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    os.sched_setaffinity(0, {cores[index % len(cores)]})
+
 
 DTYPES = (np.float32, np.float64)
 # atol, rtol per dtype: the references compute in the same dtype, so the

@@ -286,8 +286,9 @@ def test_the_steps_left_for_lack_of_time_get_their_own_command():
     assert "--steps setup environment warm epoch scaling pytest-rest" in gpu_check.rerun_command(summary, argv)
 
 
-def test_a_step_whose_limit_the_budget_cuts_is_marked(tmp_path):
-    ctx = gpu_check.Context(out=tmp_path, data_dir=tmp_path, gpu=True, deadline=time.monotonic() + 12)
+def test_a_step_whose_limit_the_budget_cuts_is_marked(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "RESERVE_S", 1)  # the step gets the 2 s that are left, not 5 s
+    ctx = gpu_check.Context(out=tmp_path, data_dir=tmp_path, gpu=True, deadline=time.monotonic() + 4)
     step = gpu_check.Step("long", "long", lambda c: [sys.executable, "-c", "import time; time.sleep(60)"], (30, 30))
     rec = gpu_check.run_step(step, ctx)
     assert rec["status"] == "timeout" and rec["cut_by_budget"] and rec["limit_s"] < 30

@@ -66,24 +66,26 @@ def _train(backend, optimizer, dtype, sizes=(20, 12, 7, 3), n=7, batch=4, epochs
     return backend.to_host(model.params).copy(), np.concatenate(losses), trainer
 
 
-# each simulated step runs every GPU thread in Python: three mixes cover both
-# optimisers, both dtypes, a full and a short batch, two epochs, and the
-# regularised step (dropout, label smoothing) on uint8 pixels
+# each simulated step runs every GPU thread in Python (about 1 s per step here): three
+# mixes cover both optimisers, both dtypes, a full and a short batch, the epoch
+# boundary (two epochs of the three-layer net), and the regularised step (dropout,
+# label smoothing) on uint8 pixels; the other two take one epoch of a two-layer net
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulated hash, see dropout.py
-@pytest.mark.parametrize("optimizer, dtype, recipe", [
-    ("momentum", np.float64, {}),
-    ("adam", np.float32, {}),
-    ("momentum", np.float32, dict(pixels=True, dropout=0.3, label_smoothing=0.1)),
+@pytest.mark.parametrize("optimizer, dtype, sizes, epochs, recipe", [
+    ("momentum", np.float64, (20, 12, 7, 3), 2, {}),
+    ("adam", np.float32, (20, 12, 3), 1, {}),
+    ("momentum", np.float32, (20, 12, 3), 1, dict(pixels=True, dropout=0.3, label_smoothing=0.1)),
 ])
-def test_cuda_step_matches_the_cpu_step(optimizer, dtype, recipe):
-    cpu_params, cpu_losses, _ = _train(Backend("cpu", np, kernels.CPU_KERNELS), optimizer, dtype, **recipe)
-    sim_params, sim_losses, trainer = _train(_device_backend(), optimizer, dtype, **recipe)
-    assert trainer.optimizer.t == 4 and trainer.step_count == 4
+def test_cuda_step_matches_the_cpu_step(optimizer, dtype, sizes, epochs, recipe):
+    kw = dict(sizes=sizes, epochs=epochs, **recipe)
+    cpu_params, cpu_losses, _ = _train(Backend("cpu", np, kernels.CPU_KERNELS), optimizer, dtype, **kw)
+    sim_params, sim_losses, trainer = _train(_device_backend(), optimizer, dtype, **kw)
+    assert trainer.optimizer.t == 2 * epochs and trainer.step_count == 2 * epochs
     rtol, atol = (2e-4, 2e-6) if dtype == np.float32 else (1e-10, 1e-13)
     np.testing.assert_allclose(sim_losses, cpu_losses, rtol=rtol, atol=atol)
     bad = ~(np.abs(sim_params - cpu_params) <= atol + rtol * np.abs(cpu_params))
     assert not bad.any(), f"{bad.sum()} parameters differ; first at {np.flatnonzero(bad)[:5]}"
-    assert not np.array_equal(sim_params, MLP((20, 12, 7, 3), dtype=dtype, seed=1).params), "training changed nothing"
+    assert not np.array_equal(sim_params, MLP(sizes, dtype=dtype, seed=1).params), "training changed nothing"
 
 
 def test_weighted_logistic_cuda_step_matches_the_cpu_step():
@@ -104,7 +106,7 @@ def test_the_recorded_step_is_worked_out_once_and_replays_like_direct_calls():
     # every CUDA call of the step is bound when it is recorded (views, grids, scalar dtypes, split-K
     # scratch): a replay outside a graph only launches, and it does what calling the launchers does
     backend = _device_backend()
-    _, _, trainer = _train(backend, "momentum", np.float64, epochs=1)
+    _, _, trainer = _train(backend, "momentum", np.float64, sizes=(20, 12, 3), epochs=1)
     step = trainer._step
     for runs in step.runs.values():
         assert runs and all(isinstance(r, functools.partial) and r.func is kernels.run_launches for r in runs)
