@@ -4,8 +4,11 @@ The sweep's lead process owns an Optuna study; Dask workers train the trials.
 
 - **Search** (:data:`SEARCHES`): ``grid`` (every combination once, Optuna's
   ``GridSampler``), ``random`` (``RandomSampler``) or ``tpe`` (``TPESampler``,
-  with the constant liar so that trials running side by side are not suggested
-  the same point). All seeded.
+  multivariate, so that it models how the settings act together, and with the
+  constant liar so that trials running side by side are not suggested the same
+  point). All seeded. ``--trials N`` counts settings trained: a suggestion that
+  repeats an earlier trial's settings gets that trial's result and does not
+  count (:func:`run_search`).
 - **Pruning** (:data:`PRUNERS`): ``none``, ``median`` (``MedianPruner``),
   ``halving`` (``SuccessiveHalvingPruner``) or ``hyperband`` (``HyperbandPruner``,
   ASHA-style brackets), their rungs set from the trial's epoch count
@@ -53,6 +56,8 @@ KINDS = ("choice", "float", "int")
 JOURNAL = "study.journal"
 STUDY_NAME = "sweep"
 REDUCTION_FACTOR = 3  # successive halving and Hyperband keep the best third at each rung
+REPEATS_IN_A_ROW = 1  # repeats on a finite space before a point not taken yet (see run_search)
+ENDLESS_REPEATS = 100  # repeats in a row on a space with a float range before the run stops asking
 
 # user attributes of a trial in the study (see trial_rows)
 PRUNED_EPOCH = "pruned_epoch"
@@ -204,13 +209,15 @@ def make_sampler(search, specs, seed=0, **options):
     if search == "random":
         return optuna.samplers.RandomSampler(seed=seed, **options)
     if search == "tpe":
-        # constant_liar: trials running side by side count as (bad) results, so the
-        # lead does not suggest the same point to every free worker
+        # multivariate: one joint model of the settings (the best learning rate depends
+        # on the width, say) rather than one per setting; constant_liar: trials running
+        # side by side count as (bad) results, so the lead does not suggest the same
+        # point to every free worker
         import warnings
 
-        with warnings.catch_warnings():  # constant_liar is "experimental" (since Optuna 2.8)
+        with warnings.catch_warnings():  # both are "experimental" (since Optuna 2.2 and 2.8)
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(**{"seed": seed, "constant_liar": True, **options})
+            return optuna.samplers.TPESampler(**{"seed": seed, "constant_liar": True, "multivariate": True, **options})
     raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
 
 
@@ -310,6 +317,7 @@ class Search:
     pruner: str
     epochs: int
     pruner_options: dict = field(default_factory=dict)
+    seed: int = 0
 
     @property
     def name(self):
@@ -328,6 +336,52 @@ class Search:
         from optuna.trial import TrialState
 
         return len(self.trials(states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+
+    def trained(self):
+        """Trials asked so far that train (or trained) settings of their own: started,
+        less the repeats of an earlier trial's settings (:meth:`mark_repeat`)."""
+        from optuna.trial import TrialState
+
+        states = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return sum(DUPLICATE_OF not in t.user_attrs for t in self.trials(states=states))
+
+    def space_size(self):
+        """How many distinct settings the space holds, or None if a float range makes it endless."""
+        sizes = [len(s.choices) if s.kind == "choice" else int(s.high) - int(s.low) + 1 if s.kind == "int" else None
+                 for s in self.specs]
+        return None if None in sizes else math.prod(sizes)
+
+    def untried(self, rng, tries=1000):
+        """Settings ({name: value}) of a point of a finite space that no trial has
+        taken, drawn with ``rng`` (a ``random.Random``); None when every point is taken."""
+        size = self.space_size()
+        if size is None:
+            return None
+        taken = {tuple(sorted(t.params.items())) for t in self.trials() if DUPLICATE_OF not in t.user_attrs}
+        if len(taken) >= size:
+            return None
+
+        def point(index):  # the index-th point of the space, first spec slowest
+            values = {}
+            for s in reversed(self.specs):
+                n = len(s.choices) if s.kind == "choice" else int(s.high) - int(s.low) + 1
+                index, i = divmod(index, n)
+                values[s.name] = s.encode(s.choices[i]) if s.kind == "choice" else int(s.low) + i
+            return values
+
+        def new(values):
+            return tuple(sorted(values.items())) not in taken
+
+        for _ in range(tries):  # a large space with few points taken: a draw or two finds a new one
+            values = point(rng.randrange(size))
+            if new(values):
+                return values
+        fresh = [v for v in map(point, range(size)) if new(v)]  # nearly used up: choose among the rest
+        return rng.choice(fresh) if fresh else None
+
+    def enqueue(self, stored):
+        """Make the next :meth:`ask` return these settings (as Optuna stores them)."""
+        self.study.enqueue_trial(stored)
 
     def grid_left(self):
         """Grid points no trial has taken yet (None unless grid search)."""
@@ -397,6 +451,11 @@ class Search:
                 return t
         return None
 
+    def mark_repeat(self, number, source):
+        """Record at once that trial ``number`` repeats ``source``'s settings (before
+        it is told), so that it does not count as a trial of its own."""
+        self.storage.set_trial_user_attr(self._trial_id(number), DUPLICATE_OF, source.number)
+
     def tell_copy(self, number, source):
         """Record trial ``number`` as having the result of ``source`` (a finished
         trial with the same settings) without training it again."""
@@ -436,6 +495,11 @@ def open_search(folder, specs, *, search="tpe", pruner="median", epochs, seed=0,
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True,
                                 sampler=make_sampler(search, specs, seed, **(sampler_options or {})),
                                 pruner=make_pruner(pruner, epochs, **pruner_options))
+    before = len(study.get_trials(deepcopy=False))
+    if before:
+        # a sampler's random state is not in the journal: seeded as at the start, it would suggest the
+        # first run's points again (as repeats). Seeded from (seed, trials so far): new, and repeatable.
+        study.sampler = make_sampler(search, specs, seed + 7919 * before, **(sampler_options or {}))
     space = [s.describe() for s in specs]
     recorded = study.user_attrs.get(SPACE_ATTR)
     if recorded is None:
@@ -444,7 +508,7 @@ def open_search(folder, specs, *, search="tpe", pruner="median", epochs, seed=0,
         names = lambda sp: ", ".join(d["name"] for d in sp)  # noqa: E731
         raise SpaceMismatch(f"{path} holds a study of other settings ({names(recorded) or 'none'}); "
                             f"this sweep varies {names(space) or 'nothing'}: use another folder")
-    return Search(study, storage, path, specs, search, pruner, int(epochs), pruner_options)
+    return Search(study, storage, path, specs, search, pruner, int(epochs), pruner_options, int(seed))
 
 
 # --------------------------------------------------------------------------
@@ -565,29 +629,47 @@ def _outcome(future):
     return out if isinstance(out, dict) else {"status": "failed", "error": f"the trial returned {out!r}"}
 
 
+def trial_budget(search, n_trials):
+    """The trials a run trains in all: ``n_trials``, at most the size of a finite
+    space; the whole grid when ``n_trials`` is None (grid search only)."""
+    size = search.space_size()
+    if n_trials is None:
+        if search.search != "grid":
+            raise ValueError(f"{search.search} search needs a number of trials")
+        return size
+    return n_trials if size is None else min(n_trials, size)
+
+
 def run_search(search: Search, submit: Callable, *, n_trials=None, max_in_flight=1,
                on_result: Callable | None = None, should_stop: Callable | None = None):
-    """Run trials until the study holds ``n_trials`` (grid: until every point is taken).
+    """Run trials until the study has trained ``n_trials`` settings of its own
+    (at most the size of a finite space; grid: every point by default).
 
     submit(number, settings, reporter) -> future: start trial ``number`` on the
     cluster; the task calls ``reporter(epoch, val_acc)`` after each epoch, stops
     training when it returns True, and returns ``{"status": "ok"|"failed",
     "val_acc": final validation accuracy, "error": ...}``.
     At most ``max_in_flight`` trials run at a time (the worker count). Trials an
-    earlier lead left running are submitted first (resumed). A suggestion equal
-    to an earlier trial's settings is not trained again: it gets that trial's
-    result (waiting for it if it is still running).
+    earlier lead left running are submitted first (resumed).
+
+    A suggestion equal to an earlier trial's settings (a repeat) is not trained
+    again and does not count towards ``n_trials``: it gets that trial's result
+    (waiting for it if it is still running), which the sampler learns from. On a
+    finite space, after :data:`REPEATS_IN_A_ROW` repeat (TPE suggests the point
+    it believes best again once it has settled there) the next trial takes a
+    point no trial has taken, drawn at random from the sampler's seed; the run
+    ends when every point is taken.
     on_result(frozen_trial): called as each trial is told (results table, log).
     should_stop(frozen_trial) -> bool: True stops asking (running trials finish).
     Returns the FrozenTrials told in this call."""
-    if search.search == "grid":
-        size = math.prod(len(s.choices) for s in search.specs)
-        n_trials = size if n_trials is None else min(n_trials, size)
-    elif n_trials is None:
-        raise ValueError(f"{search.search} search needs a number of trials")
+    import random
+
+    n_trials = trial_budget(search, n_trials)
+    finite = search.space_size() is not None
+    rng = random.Random(f"{search.seed}:{search.started()}")  # a rerun draws anew, repeatably
     queue = list(search.unfinished())
     in_flight, copies, told = {}, {}, []
-    stopping = False
+    stopping, repeats = False, 0
 
     def record(frozen):
         told.append(frozen)
@@ -599,20 +681,29 @@ def run_search(search: Search, submit: Callable, *, n_trials=None, max_in_flight
         while not stopping and len(in_flight) < max_in_flight:
             if queue:
                 number, params = queue.pop(0)
-            elif n_trials is not None and search.started() >= n_trials:
+            elif search.trained() >= n_trials:
                 break
             else:
+                if repeats >= (REPEATS_IN_A_ROW if finite else ENDLESS_REPEATS):
+                    fresh = search.untried(rng)
+                    if fresh is None:  # every point taken (or an endless space that only repeats)
+                        break
+                    search.enqueue(fresh)
+                    repeats = 0
                 asked = search.ask()
                 if asked is None:
                     break
                 number, params = asked
             source = search.same_as(number)
             if source is not None:  # the same settings as an earlier trial: share its folder and result
+                repeats += 1
+                search.mark_repeat(number, source)
                 if source.state.is_finished():
                     stopping = record(search.tell_copy(number, source)) or stopping
                 else:  # running: it was submitted before this one (lower number)
                     copies.setdefault(source.number, []).append(number)
                 continue
+            repeats = 0
             in_flight[submit(number, params, search.reporter(number))] = number
         if not in_flight:
             break

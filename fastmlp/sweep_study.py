@@ -9,7 +9,6 @@ a search other than the plain grid, for pruning, or for ``--trials``.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import uuid
 
@@ -48,11 +47,6 @@ def run_study(args, axes, argv, again, device, out, data, log):
         raise ConfigError(str(exc)) from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    before = len(search.trials())
-    if before:
-        # a sampler's random state is not in the journal: seeded as at the start, it would suggest the
-        # first run's points again (as repeats). Seed it from (seed, trials so far): new, and repeatable.
-        search.study.sampler = S.make_sampler(args.search, specs, seed=args.random_seed + 7919 * before)
     recorded = search.study.user_attrs.get("fastmlp_fixed")
     fixed_record = json.loads(json.dumps({**{k: _format(v) for k, v in fixed.items()}, **shared}))
     if recorded is None:
@@ -73,8 +67,7 @@ def run_study(args, axes, argv, again, device, out, data, log):
             cache[key] = t
         return cache[key]
 
-    grid_size = math.prod(len(s.choices) for s in specs) if args.search == "grid" else None
-    n_trials = args.trials if grid_size is None else min(args.trials or grid_size, grid_size)
+    n_trials = S.trial_budget(search, args.trials)
     results = out / "results.csv"
     rows = read_rows(results)
     known = {}
@@ -89,14 +82,17 @@ def run_study(args, axes, argv, again, device, out, data, log):
         t = trial_of(params)
         known[t.id] = t
     unfinished = search.unfinished()
-    left = max(0, n_trials - search.started())
-    if grid_size is not None:
+    left = max(0, n_trials - search.trained())
+    if args.search == "grid":
         left = min(left, search.grid_left())
     _write_meta(out, again, args, data, known.values(), _study_meta(search, specs, fixed, n_trials, epochs,
                                                                     pruner_options))
-    finished = sum(ft.state.is_finished() for ft in search.trials())
-    log(f"{args.search} search, {args.prune} pruning, {n_trials} trials in {out}: {finished} finished before, "
-        f"{len(unfinished)} to continue, {left} to start")
+    finished = sum(ft.state.is_finished() and S.DUPLICATE_OF not in ft.user_attrs for ft in search.trials())
+    size = search.space_size()
+    capped = args.trials is not None and args.trials > n_trials
+    log(f"{args.search} search, {args.prune} pruning, {n_trials} trials in {out}"
+        f"{f' (--trials {args.trials}, but the space has {size} points)' if capped else ''}: "
+        f"{finished} finished before, {len(unfinished)} to continue, {left} to start")
     log(f"validation: {args.val_split:g} of the training set, held out as 'fastmlp train --val-split "
         f"{args.val_split:g}' does; the test set is evaluated for the best trial only")
     if unfinished or left:
@@ -104,7 +100,7 @@ def run_study(args, axes, argv, again, device, out, data, log):
             _run_study_trials(args, device, out, data, search, trial_of, known, n_trials, specs, fixed, epochs,
                               pruner_options, again, varied, log)
         except KeyboardInterrupt:
-            done = sum(ft.state.is_finished() for ft in search.trials())
+            done = sum(ft.state.is_finished() and S.DUPLICATE_OF not in ft.user_attrs for ft in search.trials())
             log(f"interrupted: {done} of {n_trials} trials finished (rows in {results}); continue with: {again}")
             print("fastmlp: interrupted", file=sys.stderr)
             return 130
@@ -162,14 +158,14 @@ def _run_study_trials(args, device, out, data, search, trial_of, known, n_trials
                                  data.split(out, t.settings["seed"]), device, gpu_per_worker, reporter,
                                  key=f"fastmlp-trial-{t.id}-{number}-{token}", pure=False)
 
-        done = sum(ft.state.is_finished() for ft in search.trials())
+        done = sum(ft.state.is_finished() and S.DUPLICATE_OF not in ft.user_attrs for ft in search.trials())
         with tqdm(total=n_trials, initial=min(done, n_trials), unit="trial", desc="sweep", disable=None) as bar:
             def on_result(frozen):
-                bar.update(1)
                 if S.DUPLICATE_OF in frozen.user_attrs:
                     bar.write(f"trial #{frozen.number}: the settings of trial #{frozen.user_attrs[S.DUPLICATE_OF]}, "
-                              "not trained again")
+                              "not trained again (a repeat does not count as one of the trials)")
                     return
+                bar.update(1)
                 t = number_to_trial.get(frozen.number) or trial_of(search.params(frozen))
                 row = _study_row(S, t, out, frozen)
                 append_row(out / "results.csv", row)

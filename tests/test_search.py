@@ -86,13 +86,13 @@ def test_tpe_with_median_pruner_prunes_the_losing_trial(tmp_path):
 
 def test_no_pruner_never_prunes_and_last_epoch_is_never_pruned(tmp_path):
     search = S.open_search(tmp_path / "none", QUALITY, search="random", pruner="none", epochs=EPOCHS)
-    for quality in (0.9, 0.9, 0.9, 0.9, 0.9, 0.01):
+    for quality in (0.9, 0.91, 0.92, 0.93, 0.94, 0.01):
         search.study.enqueue_trial({"quality": quality})
     S.run_search(search, inline(), n_trials=6)
     assert {t.state for t in search.trials()} == {TrialState.COMPLETE}
     # median pruning, but the loser only reports its last epoch: it completes
     search = S.open_search(tmp_path / "median", QUALITY, search="random", pruner="median", epochs=EPOCHS)
-    for quality in (0.9, 0.9, 0.9, 0.9, 0.9, 0.01):
+    for quality in (0.9, 0.91, 0.92, 0.93, 0.94, 0.01):
         search.study.enqueue_trial({"quality": quality})
 
     def loser_reports_last_epoch_only(params, reporter):
@@ -209,19 +209,68 @@ def test_grid_points_running_side_by_side_are_all_different(tmp_path):
 
 
 def test_same_settings_are_trained_once_and_failures_are_recorded(tmp_path):
-    specs = [S.ParamSpec("quality", "choice", (0.8, 0.0))]
+    specs = [S.ParamSpec("quality", "choice", (0.8, 0.0, 0.5))]
     search = S.open_search(tmp_path, specs, search="random", pruner="none", epochs=EPOCHS, seed=0)
     calls = []
-    told = S.run_search(search, inline(calls=calls), n_trials=8)
-    assert len(told) == 8 and sorted(p["quality"] for _, p in calls) == [0.0, 0.8]
+    told = S.run_search(search, inline(calls=calls), n_trials=8)  # at most the space's 3 points
+    assert sorted(p["quality"] for _, p in calls) == [0.0, 0.5, 0.8] and search.trained() == 3
     rows = trial_rows(search)
-    trained = [r for r in rows if r["duplicate_of"] is None]
-    assert len(trained) == 2
+    repeats = [r for r in rows if r["duplicate_of"] is not None]
+    assert len(told) == len(rows) == 3 + len(repeats) and repeats, "seed 0 draws a point twice"
     for r in rows:
         if r["quality"] == 0.0:
             assert r["state"] == "failed" and r["error"] == "RuntimeError: diverged" and r["val_acc"] is None
         else:
-            assert r["state"] == "complete" and r["val_acc"] == pytest.approx(0.8 * (1 - 0.5**EPOCHS))
+            assert r["state"] == "complete" and r["val_acc"] == pytest.approx(r["quality"] * (1 - 0.5**EPOCHS))
+
+
+def _always(search, value):
+    """Make the study's sampler suggest ``value`` for every trial (as TPE does once it has settled)."""
+    with warnings.catch_warnings():  # PartialFixedSampler is "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        search.study.sampler = optuna.samplers.PartialFixedSampler({"quality": value}, optuna.samplers.RandomSampler(0))
+
+
+def test_repeats_do_not_count_and_a_sampler_that_only_repeats_gets_untried_points(tmp_path):
+    specs = [S.ParamSpec("quality", "choice", (0.8, 0.0, 0.5))]
+    search = S.open_search(tmp_path, specs, search="tpe", pruner="none", epochs=EPOCHS, seed=1)
+    _always(search, 0.8)
+    calls = []
+    told = S.run_search(search, inline(calls=calls), n_trials=10)
+    # 0.8, a repeat, an untried point, a repeat, the last point: the space is used up
+    assert S.REPEATS_IN_A_ROW == 1
+    assert [p["quality"] for _, p in calls][0] == 0.8 and sorted(p["quality"] for _, p in calls) == [0.0, 0.5, 0.8]
+    assert [n for n, _ in calls] == [0, 2, 4] and len(told) == 5
+    assert [t.user_attrs.get(S.DUPLICATE_OF) for t in told] == [None, 0, None, 0, None]
+    assert search.trained() == 3 and S.run_search(search, inline(calls=calls), n_trials=10) == []
+
+
+def test_an_endless_space_that_only_repeats_stops_asking(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "ENDLESS_REPEATS", 4)
+    search = S.open_search(tmp_path, QUALITY, search="tpe", pruner="none", epochs=EPOCHS, seed=0)
+    _always(search, 0.7)
+    calls = []
+    told = S.run_search(search, inline(calls=calls), n_trials=5)
+    assert len(calls) == 1 and len(told) == 5 and search.trained() == 1
+
+
+def test_the_trial_budget_is_at_most_the_size_of_a_finite_space(tmp_path):
+    specs = [S.ParamSpec("a", "choice", (1, 2, 3)), S.ParamSpec("n", "int", low=2, high=5)]
+    search = S.open_search(tmp_path / "finite", specs, search="tpe", pruner="none", epochs=EPOCHS)
+    assert search.space_size() == 12 and S.trial_budget(search, 40) == 12 and S.trial_budget(search, 5) == 5
+    with pytest.raises(ValueError, match="needs a number of trials"):
+        S.trial_budget(search, None)
+    endless = S.open_search(tmp_path / "endless", [*specs, *QUALITY], search="random", pruner="none", epochs=EPOCHS)
+    assert endless.space_size() is None and S.trial_budget(endless, 40) == 40
+    rng = __import__("random").Random(0)
+    assert endless.untried(rng) is None
+    points = set()
+    for _ in range(12):  # every point of the finite space, then none
+        point = search.untried(rng)
+        points.add((point["a"], point["n"]))
+        search.study.enqueue_trial(point)
+        search.ask()
+    assert len(points) == 12 and search.untried(rng) is None
 
 
 # ---------------------------------------------------------------- across processes
