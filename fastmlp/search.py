@@ -655,7 +655,7 @@ def run_search(search: Search, submit: Callable, *, n_trials=None, max_in_flight
     A suggestion equal to an earlier trial's settings (a repeat) is not trained
     again and does not count towards ``n_trials``: it gets that trial's result
     (waiting for it if it is still running), which the sampler learns from. On a
-    finite space, after :data:`REPEATS_IN_A_ROW` repeat (TPE suggests the point
+    finite space, after :data:`REPEATS_IN_A_ROW` repeat(s) in a row (TPE suggests the point
     it believes best again once it has settled there) the next trial takes a
     point no trial has taken, drawn at random from the sampler's seed; the run
     ends when every point is taken.

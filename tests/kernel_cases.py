@@ -14,7 +14,6 @@ import numpy as np
 CUDA_TEST_FILES = ("test_kernels_cuda.py", "test_kernels_linear_cuda.py", "test_step_cuda.py")
 
 
-
 def simulator_on_one_core():
     """Keep this process (and the threads it starts later) on one core.
 
