@@ -158,7 +158,9 @@ def build_parser(prog="fastmlp sweep"):
                         "of the completed trials at that epoch), halving (successive halving) or hyperband "
                         "(default: %(default)s)")
     g.add_argument("--trials", type=_count, metavar="N",
-                   help="trials of --search random or tpe (with grid: at most N of its points) (default: the whole grid)")
+                   help="settings to train with --search random or tpe (a repeat of earlier settings does not count; "
+                        "at most the space's points when every setting is a list; with grid: at most N of its points) "
+                        "(default: the whole grid)")
     g.add_argument("--random", type=_count, metavar="N",
                    help="the older way: train N distinct samples of the grid, without Optuna (default: the whole grid)")
     g.add_argument("--random-seed", type=int, default=0, metavar="S",
