@@ -1,5 +1,8 @@
-"""What the float64 parity tests against scikit-learn share: the tolerance and
-the comparison that names where two arrays differ most."""
+"""What the float64 parity tests against scikit-learn share: the tolerance, the
+comparison that names where two arrays differ most, and a fit that counts its
+ConvergenceWarnings."""
+
+import warnings
 
 import numpy as np
 
@@ -28,3 +31,13 @@ def assert_same(ours, theirs, what):
         a, b = np.atleast_1d(np.asarray(ours, dtype=np.float64)), np.atleast_1d(np.asarray(theirs, dtype=np.float64))
         raise AssertionError(f"{what}: max relative difference {err:.3g} > {RTOL:g} at index {where} "
                              f"of shape {b.shape}: fastmlp {float(a[where])!r}, scikit-learn {float(b[where])!r}")
+
+
+def fit_counting_warnings(cls, X, y, params, **fit_kw):
+    """(fitted estimator, number of ConvergenceWarnings), the warnings counted rather than shown."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        est = cls(**params).fit(X, y, **fit_kw)
+    return est, sum(issubclass(w.category, ConvergenceWarning) for w in caught)

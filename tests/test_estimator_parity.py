@@ -10,7 +10,6 @@ around 1e-13 (rounding, from sums taken in a different order).
 """
 
 import functools
-import warnings
 
 import numpy as np
 import pytest
@@ -18,12 +17,11 @@ import pytest
 pytest.importorskip("sklearn", reason="scikit-learn is not installed: pip install -e '.[dev]'")
 
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, make_classification, make_moons  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from fastmlp import MLPClassifier  # noqa: E402
-from parity_helpers import RTOL, assert_same  # noqa: E402
+from parity_helpers import RTOL, assert_same, fit_counting_warnings  # noqa: E402
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,14 +46,6 @@ def _dataset(name):
 def dataset(name):
     X, y = _dataset(name)
     return X.copy(), y.copy()
-
-
-def _fit(cls, X, y, params, **fit_kw):
-    """(fitted estimator, number of ConvergenceWarnings), the warning counted rather than shown."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        est = cls(**params).fit(X, y, **fit_kw)
-    return est, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
 def assert_fits_match(ours, theirs, X):
@@ -89,8 +79,8 @@ def assert_fits_match(ours, theirs, X):
 def check_parity(data, params, sample_weight=None):
     X, y = dataset(data)
     fit_kw = {} if sample_weight is None else {"sample_weight": sample_weight(len(y))}
-    theirs, warned_theirs = _fit(SkMLPClassifier, X, y, params, **fit_kw)
-    ours, warned_ours = _fit(MLPClassifier, X, y, {**params, "dtype": "float64"}, **fit_kw)
+    theirs, warned_theirs = fit_counting_warnings(SkMLPClassifier, X, y, params, **fit_kw)
+    ours, warned_ours = fit_counting_warnings(MLPClassifier, X, y, {**params, "dtype": "float64"}, **fit_kw)
     assert warned_ours == warned_theirs
     assert_fits_match(ours, theirs, X)
     return ours

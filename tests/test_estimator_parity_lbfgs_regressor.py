@@ -21,7 +21,6 @@ bit-identical arithmetic. Up to 30 iterations the runs here agree to about 1e-11
 """
 
 import functools
-import warnings
 
 import numpy as np
 import pytest
@@ -37,13 +36,12 @@ from sklearn.datasets import (  # noqa: E402
     make_multilabel_classification,
     make_regression,
 )
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier  # noqa: E402
 from sklearn.neural_network import MLPRegressor as SkMLPRegressor  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
-from parity_helpers import assert_same  # noqa: E402
+from parity_helpers import assert_same, fit_counting_warnings  # noqa: E402
 
 
 def _standardised(y):
@@ -98,14 +96,6 @@ def dataset(name):
     return X.copy(), y.copy()
 
 
-def _fit(cls, X, y, params, **fit_kw):
-    """(fitted estimator, number of ConvergenceWarnings), the warnings counted rather than shown."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        est = cls(**params).fit(X, y, **fit_kw)
-    return est, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
-
-
 STOCHASTIC_ONLY = ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_")
 
 
@@ -149,8 +139,8 @@ def check_parity(ours_cls, theirs_cls, data, params, sample_weight=None):
     X, y = dataset(data)
     assert X.dtype == np.float64
     fit_kw = {} if sample_weight is None else {"sample_weight": WEIGHTS[sample_weight](len(y))}
-    theirs, warned_theirs = _fit(theirs_cls, X, y, params, **fit_kw)
-    ours, warned_ours = _fit(ours_cls, X, y, params, **fit_kw)
+    theirs, warned_theirs = fit_counting_warnings(theirs_cls, X, y, params, **fit_kw)
+    ours, warned_ours = fit_counting_warnings(ours_cls, X, y, params, **fit_kw)
     assert warned_ours == warned_theirs, (f"fastmlp raised {warned_ours} ConvergenceWarning(s), "
                                           f"scikit-learn {warned_theirs}")
     assert_fits_match(ours, theirs, X)
@@ -310,7 +300,7 @@ def test_default_dtype_follows_the_input(kind, solver):
     inputs = {np.float32: X.astype(np.float32), np.float64: X, "integer": np.rint(3 * X).astype(np.int64)}
     for given, X_in in inputs.items():
         expected = np.float64 if given == "integer" else given
-        est, _ = _fit(cls, X_in, y, params)
+        est, _ = fit_counting_warnings(cls, X_in, y, params)
         for i, (coef, intercept) in enumerate(zip(est.coefs_, est.intercepts_)):
             assert coef.dtype == expected and intercept.dtype == expected, (given, i, coef.dtype, intercept.dtype)
         out = est.predict(X_in) if kind == "regressor" else est.predict_proba(X_in)
