@@ -345,6 +345,10 @@ class Search:
         states = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         return sum(DUPLICATE_OF not in t.user_attrs for t in self.trials(states=states))
 
+    def finished(self):
+        """Trials of settings of their own that have ended (completed, pruned or failed)."""
+        return sum(t.state.is_finished() and DUPLICATE_OF not in t.user_attrs for t in self.trials())
+
     def space_size(self):
         """How many distinct settings the space holds, or None if a float range makes it endless."""
         sizes = [len(s.choices) if s.kind == "choice" else int(s.high) - int(s.low) + 1 if s.kind == "int" else None

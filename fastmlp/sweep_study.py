@@ -87,7 +87,7 @@ def run_study(args, axes, argv, again, device, out, data, log):
         left = min(left, search.grid_left())
     _write_meta(out, again, args, data, known.values(), _study_meta(search, specs, fixed, n_trials, epochs,
                                                                     pruner_options))
-    finished = sum(ft.state.is_finished() and S.DUPLICATE_OF not in ft.user_attrs for ft in search.trials())
+    finished = search.finished()
     size = search.space_size()
     capped = args.trials is not None and args.trials > n_trials
     log(f"{args.search} search, {args.prune} pruning, {n_trials} trials in {out}"
@@ -100,7 +100,7 @@ def run_study(args, axes, argv, again, device, out, data, log):
             _run_study_trials(args, device, out, data, search, trial_of, known, n_trials, specs, fixed, epochs,
                               pruner_options, again, varied, log)
         except KeyboardInterrupt:
-            done = sum(ft.state.is_finished() and S.DUPLICATE_OF not in ft.user_attrs for ft in search.trials())
+            done = search.finished()
             log(f"interrupted: {done} of {n_trials} trials finished (rows in {results}); continue with: {again}")
             print("fastmlp: interrupted", file=sys.stderr)
             return 130
@@ -158,7 +158,7 @@ def _run_study_trials(args, device, out, data, search, trial_of, known, n_trials
                                  data.split(out, t.settings["seed"]), device, gpu_per_worker, reporter,
                                  key=f"fastmlp-trial-{t.id}-{number}-{token}", pure=False)
 
-        done = sum(ft.state.is_finished() and S.DUPLICATE_OF not in ft.user_attrs for ft in search.trials())
+        done = search.finished()
         with tqdm(total=n_trials, initial=min(done, n_trials), unit="trial", desc="sweep", disable=None) as bar:
             def on_result(frozen):
                 if S.DUPLICATE_OF in frozen.user_attrs:
